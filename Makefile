@@ -1,0 +1,43 @@
+# voucher-ledger: `make run` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test lint bench demo clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Reinstall when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+## run: create the environment, load the demo data and print its balances (SQLite default).
+run: $(VENV)/.installed
+	$(BIN)/voucher-ledger demo
+
+demo: run
+
+## lint: ruff (lint and format) and mypy on the domain.
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy ledger
+
+## test: lint, then the whole suite on SQLite and on a throwaway PostgreSQL.
+test: lint
+	scripts/with-postgres.sh $(BIN)/pytest -q
+
+## bench: redemption throughput on SQLite and PostgreSQL beside pgbench.
+bench: $(VENV)/.installed-dev
+	scripts/with-postgres.sh $(BIN)/python -m benchmarks.redeem
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,84 @@
+"""``voucher-ledger``: the command line (API_CONTRACT.md §1)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ledger.application import VoucherLedger
+from ledger.demo import PROGRAMME_A, PROGRAMME_B, load_demo
+from ledger.errors import LedgerError
+from ledger.settings import Settings
+
+
+def yuan(fen: int) -> str:
+    """Fen as yuan with two decimals, by integer arithmetic."""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}{whole:,}.{cents:02d}"
+
+
+def print_summary(app: VoucherLedger, source_ids: Sequence[str]) -> None:
+    header = (
+        f"{'funding source':<16} {'appropriation':>16} {'committed':>16} "
+        f"{'recovered':>12} {'available':>16}"
+    )
+    print(header)
+    print("-" * len(header))
+    for source_id in source_ids:
+        s = app.funding_source(source_id)
+        print(
+            f"{s.id:<16} {yuan(s.appropriation_fen):>16} {yuan(s.committed_fen):>16} "
+            f"{yuan(s.recovered_fen):>12} {yuan(s.available_fen):>16}"
+        )
+
+
+def cmd_demo(app: VoucherLedger, _: argparse.Namespace) -> int:
+    from ledger.demo import CITY, COUNTY, PROVINCE
+
+    result = load_demo(app)
+    print("demo data loaded" if result.loaded else "demo data already present: nothing changed")
+    r = app.redemption(result.worked_redemption_id)
+    print(f"\nworked example (API_CONTRACT.md §5): redemption {r.id}")
+    print(
+        f"  contract {yuan(r.contract_amount_fen)} yuan -> subsidy {yuan(r.subsidy_fen)} "
+        f"({', '.join(f'{s} {yuan(a)}' for s, a in r.splits)}), enterprise pays "
+        f"{yuan(r.enterprise_pays_fen)}, provider bonus {yuan(r.provider_bonus_fen)}"
+    )
+    print(f"  programmes: {PROGRAMME_A}, {PROGRAMME_B}\n")
+    print_summary(app, [PROVINCE, CITY, COUNTY])
+    return 0
+
+
+def cmd_expire(app: VoucherLedger, args: argparse.Namespace) -> int:
+    expired = app.expire_vouchers(args.as_of, actor=args.actor)
+    print(f"expired {len(expired)} voucher(s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voucher-ledger", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="load the demo data (idempotent) and print balances")
+    expire = sub.add_parser("expire", help="record expiry of vouchers past their use-by date")
+    expire.add_argument("--as-of", required=True, help="YYYY-MM-DD")
+    expire.add_argument("--actor", default="cli")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"demo": cmd_demo, "expire": cmd_expire}
+    app = VoucherLedger(Settings.from_env())
+    try:
+        return handlers[args.command](app, args)
+    except LedgerError as exc:
+        print(f"error [{exc.slug}]: {exc.detail}", file=sys.stderr)
+        return 1
+    finally:
+        app.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""voucher-ledger's domain: aggregates, policy rules and the application (commands)."""

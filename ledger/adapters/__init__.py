@@ -1,0 +1,1 @@
+"""Adapters at the edge of the domain: the only place in ``ledger`` that knows SQL."""

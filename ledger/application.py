@@ -1,0 +1,407 @@
+"""The ledger application: one ``eventsourcing.Application`` whose commands go through the
+group-commit writer, and whose queries read the event store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar, TypeVar
+from uuid import UUID
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.utils import get_topic
+
+from ledger import commands as cmd
+from ledger.caps import EnterpriseYear, ProviderYear
+from ledger.claims import ContractClaim
+from ledger.errors import NotFound, ValidationError
+from ledger.funding import LEVELS, FundingSource, Programme
+from ledger.institution import KINDS, Institution
+from ledger.money import MAX_AMOUNT_FEN, check_bp, check_fen
+from ledger.settings import Settings
+from ledger.uscc import check_uscc
+from ledger.validate import (
+    check_choice,
+    check_date,
+    check_fiscal_year,
+    check_optional_text,
+    check_text,
+    check_uuid,
+)
+from ledger.views import (
+    FundingSourceView,
+    InstitutionView,
+    ProgrammeView,
+    RedemptionView,
+    VoucherView,
+)
+from ledger.voucher import Voucher
+from ledger.writer import Outcome, Writer
+
+A = TypeVar("A", bound=Aggregate)
+T = TypeVar("T")
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
+_REASON_CODE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+MAX_SHARES = 10
+EXPIRY_CHUNK = 200
+
+
+def check_key(value: Any, field: str) -> str:
+    """Ids and document numbers people choose: 1–64 of letters, digits and ``._:/-``."""
+    if not isinstance(value, str) or not _KEY_RE.match(value):
+        raise ValidationError(f"{field} must be 1-64 characters of letters, digits and ._:/-")
+    return value
+
+
+class VoucherLedger(Application[UUID]):
+    name = "VoucherLedger"
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {
+        FundingSource: 500,
+        EnterpriseYear: 500,
+        ProviderYear: 500,
+    }
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        clock: Callable[[], dt.date] | None = None,
+        max_batch: int = 256,
+        sync_interval_s: float = 0.05,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        super().__init__(env=self.settings.eventsourcing_env())
+        self.today = clock or dt.date.today
+        self.writer = Writer(
+            self,
+            max_batch=max_batch,
+            sync_interval_s=sync_interval_s,
+            watched_topics=_topics_of(Institution, Programme, FundingSource),
+        )
+
+    def close(self) -> None:
+        self.writer.close()
+        close_inserts = getattr(self.recorder, "close_insert_connection", None)
+        if close_inserts is not None:
+            close_inserts()
+        super().close()
+
+    def _run(self, fn: Callable[..., T], command: Any) -> tuple[T, int | None]:
+        outcome: Outcome = self.writer.run(fn, command)
+        return outcome.value, outcome.position
+
+    # ---- commands ------------------------------------------------------------------------
+    def open_funding_source(
+        self,
+        *,
+        source_id: Any,
+        name: Any,
+        level: Any,
+        fiscal_year: Any,
+        appropriation_fen: Any,
+        document_ref: Any,
+        actor: str,
+    ) -> tuple[FundingSourceView, int | None]:
+        return self._run(
+            cmd.open_funding_source,
+            cmd.OpenFundingSource(
+                source_id=check_key(source_id, "id"),
+                name=check_text(name, "name"),
+                level=check_choice(level, "level", LEVELS),
+                fiscal_year=check_fiscal_year(fiscal_year),
+                appropriation_fen=check_fen(appropriation_fen, "appropriation_fen"),
+                document_ref=check_text(document_ref, "document_ref"),
+                actor=actor,
+            ),
+        )
+
+    def create_programme(
+        self,
+        *,
+        programme_id: Any,
+        name: Any,
+        fiscal_year: Any,
+        shares: Any,
+        max_face_value_fen: Any,
+        provider_bonus_rate_bp: Any,
+        provider_bonus_source_id: Any,
+        provider_annual_cap_fen: Any,
+        enterprise_annual_cap_fen: Any,
+        actor: str,
+    ) -> tuple[ProgrammeView, int | None]:
+        return self._run(
+            cmd.create_programme,
+            cmd.CreateProgramme(
+                programme_id=check_key(programme_id, "id"),
+                name=check_text(name, "name"),
+                fiscal_year=check_fiscal_year(fiscal_year),
+                shares=_check_shares(shares),
+                max_face_value_fen=check_fen(
+                    max_face_value_fen, "max_face_value_fen", positive=True
+                ),
+                provider_bonus_rate_bp=check_bp(provider_bonus_rate_bp, "provider_bonus_rate_bp"),
+                provider_bonus_source_id=check_key(
+                    provider_bonus_source_id, "provider_bonus_source_id"
+                ),
+                provider_annual_cap_fen=check_fen(
+                    provider_annual_cap_fen, "provider_annual_cap_fen"
+                ),
+                enterprise_annual_cap_fen=check_fen(
+                    enterprise_annual_cap_fen, "enterprise_annual_cap_fen"
+                ),
+                actor=actor,
+            ),
+        )
+
+    def register_institution(
+        self,
+        *,
+        uscc: Any,
+        name: Any,
+        kind: Any,
+        public_key_pem: Any = None,
+        actor: str,
+        bank_account: Any = None,
+        contact: Any = None,
+    ) -> tuple[InstitutionView, int | None]:
+        return self._run(
+            cmd.register_institution,
+            cmd.RegisterInstitution(
+                uscc=check_uscc(uscc),
+                name=check_text(name, "name"),
+                kind=check_choice(kind, "kind", KINDS),
+                public_key_pem=_check_public_key(public_key_pem),
+                bank_account=check_optional_text(bank_account, "bank_account", max_len=64),
+                contact=check_optional_text(contact, "contact"),
+                actor=actor,
+            ),
+        )
+
+    def freeze_institution(
+        self, uscc: Any, *, reason: Any, actor: str
+    ) -> tuple[InstitutionView, int | None]:
+        return self._set_frozen(uscc, True, reason, actor)
+
+    def unfreeze_institution(
+        self, uscc: Any, *, reason: Any, actor: str
+    ) -> tuple[InstitutionView, int | None]:
+        return self._set_frozen(uscc, False, reason, actor)
+
+    def _set_frozen(
+        self, uscc: Any, frozen: bool, reason: Any, actor: str
+    ) -> tuple[InstitutionView, int | None]:
+        return self._run(
+            cmd.set_frozen,
+            cmd.SetFrozen(
+                uscc=check_uscc(uscc),
+                frozen=frozen,
+                reason=check_text(reason, "reason"),
+                actor=actor,
+            ),
+        )
+
+    def issue_voucher(
+        self,
+        *,
+        programme_id: Any,
+        holder_id: Any,
+        face_value_fen: Any,
+        valid_until: Any,
+        actor: str,
+    ) -> tuple[VoucherView, int | None]:
+        return self._run(
+            cmd.issue_voucher,
+            cmd.IssueVoucher(
+                programme_id=check_key(programme_id, "program_id"),
+                holder_id=check_uscc(holder_id, "holder_id"),
+                face_value_fen=check_fen(face_value_fen, "face_value_fen", positive=True),
+                valid_until=check_date(valid_until, "valid_until"),
+                today=self.today(),
+                actor=actor,
+            ),
+        )
+
+    def redeem(
+        self,
+        *,
+        voucher_id: Any,
+        provider_id: Any,
+        contract_no: Any,
+        invoice_no: Any,
+        service_category: Any,
+        contract_amount_fen: Any,
+        service_date: Any,
+        actor: str,
+        signature: str | None = None,
+    ) -> tuple[RedemptionView, int | None]:
+        return self._run(
+            cmd.redeem,
+            cmd.Redeem(
+                voucher_id=check_uuid(voucher_id, "voucher"),
+                provider_id=check_uscc(provider_id, "provider_id"),
+                contract_no=check_key(contract_no, "contract_no"),
+                invoice_no=check_key(invoice_no, "invoice_no"),
+                service_category=check_text(service_category, "service_category", max_len=64),
+                contract_amount_fen=check_fen(
+                    contract_amount_fen, "contract_amount_fen", positive=True
+                ),
+                service_date=check_date(service_date, "service_date"),
+                signature=check_optional_text(signature, "signature", max_len=200),
+                actor=actor,
+            ),
+        )
+
+    def revoke_voucher(
+        self, voucher_id: Any, *, reason: Any, actor: str
+    ) -> tuple[VoucherView, int | None]:
+        return self._run(
+            cmd.revoke_voucher,
+            cmd.Revoke(
+                voucher_id=check_uuid(voucher_id, "voucher"),
+                reason=check_text(reason, "reason"),
+                actor=actor,
+            ),
+        )
+
+    def claw_back(
+        self, redemption_id: Any, *, reason_code: Any, actor: str
+    ) -> tuple[RedemptionView, int | None]:
+        if not isinstance(reason_code, str) or not _REASON_CODE_RE.match(reason_code):
+            raise ValidationError("reason_code must be 1-40 of lower-case letters, digits and -")
+        return self._run(
+            cmd.claw_back,
+            cmd.ClawBack(
+                redemption_id=check_uuid(redemption_id, "redemption"),
+                reason_code=reason_code,
+                actor=actor,
+            ),
+        )
+
+    def expire_vouchers(self, as_of: Any, *, actor: str) -> list[UUID]:
+        """Sweep: record expiry of every active voucher whose use-by date is before ``as_of``,
+        releasing its unused reservation. Atomic per chunk of vouchers; returns those expired."""
+        day = check_date(as_of, "as_of")
+        candidates = [v for v, until in self._issued_vouchers() if until < day]
+        expired: list[UUID] = []
+        for start in range(0, len(candidates), EXPIRY_CHUNK):
+            chunk = tuple(candidates[start : start + EXPIRY_CHUNK])
+            done, _ = self._run(cmd.expire_vouchers, cmd.Expire(chunk, day, actor))
+            expired.extend(done)
+        return expired
+
+    def _issued_vouchers(self) -> Iterator[tuple[UUID, dt.date]]:
+        topic = get_topic(Voucher.Issued)  # type: ignore[attr-defined]
+        start = 1
+        while True:
+            page = self.recorder.select_notifications(start, 1000, topics=[topic])
+            for n in page:
+                issued: Any = self.mapper.to_domain_event(n)
+                yield issued.originator_id, dt.date.fromisoformat(issued.valid_until)
+            if len(page) < 1000:
+                return
+            start = page[-1].id + 1
+
+    # ---- queries -------------------------------------------------------------------------
+    def _load(self, cls: type[A], agg_id: UUID, what: str, version: int | None = None) -> A:
+        try:
+            agg: Aggregate = self.repository.get(agg_id, version=version)
+        except AggregateNotFoundError:
+            raise NotFound(f"{what} not found") from None
+        if not isinstance(agg, cls):
+            raise NotFound(f"{what} not found")
+        return agg
+
+    def funding_source(self, source_id: Any) -> FundingSourceView:
+        key = check_key(source_id, "id")
+        return FundingSourceView.of(
+            self._load(FundingSource, FundingSource.create_id(key), f"funding source {key}")
+        )
+
+    def programme(self, programme_id: Any) -> ProgrammeView:
+        key = check_key(programme_id, "id")
+        return ProgrammeView.of(self._load(Programme, Programme.create_id(key), f"programme {key}"))
+
+    def institution(self, uscc: Any) -> InstitutionView:
+        code = check_uscc(uscc)
+        return InstitutionView.of(
+            self._load(Institution, Institution.create_id(code), f"institution {code}")
+        )
+
+    def voucher(self, voucher_id: Any) -> VoucherView:
+        agg_id = check_uuid(voucher_id, "voucher")
+        return VoucherView.of(self._load(Voucher, agg_id, f"voucher {agg_id}"), self.today())
+
+    def redemption(self, redemption_id: Any) -> RedemptionView:
+        agg_id = check_uuid(redemption_id, "redemption")
+        claim = self._load(ContractClaim, agg_id, f"redemption {agg_id}")
+        voucher = self._load(Voucher, claim.voucher_id, "voucher")
+        return RedemptionView.of(claim, voucher.remaining_fen)
+
+    def enterprise_year(self, holder_id: str, fiscal_year: int) -> EnterpriseYear | None:
+        try:
+            return self._load(EnterpriseYear, EnterpriseYear.create_id(holder_id, fiscal_year), "")
+        except NotFound:
+            return None
+
+    def provider_year(self, provider_id: str, fiscal_year: int) -> ProviderYear | None:
+        try:
+            return self._load(ProviderYear, ProviderYear.create_id(provider_id, fiscal_year), "")
+        except NotFound:
+            return None
+
+
+def _topics_of(*classes: type[Aggregate]) -> list[str]:
+    topics = []
+    for cls in classes:
+        for value in vars(cls).values():
+            if isinstance(value, type) and issubclass(value, Aggregate.Event):
+                topics.append(get_topic(value))
+    return topics
+
+
+def _check_shares(value: Any) -> tuple[tuple[str, int], ...]:
+    if not isinstance(value, Sequence) or isinstance(value, str | bytes) or not value:
+        raise ValidationError("shares must be a non-empty list of {source_id, share_bp}")
+    if len(value) > MAX_SHARES:
+        raise ValidationError(f"shares may name at most {MAX_SHARES} sources")
+    shares: list[tuple[str, int]] = []
+    for i, item in enumerate(value):
+        if isinstance(item, dict):
+            if set(item) != {"source_id", "share_bp"}:
+                raise ValidationError(f"shares[{i}] must have exactly source_id and share_bp")
+            source_id, share_bp = item["source_id"], item["share_bp"]
+        elif isinstance(item, tuple | list) and len(item) == 2:
+            source_id, share_bp = item
+        else:
+            raise ValidationError(f"shares[{i}] must be {{source_id, share_bp}}")
+        bp = check_bp(share_bp, f"shares[{i}].share_bp")
+        if bp == 0:
+            raise ValidationError(f"shares[{i}].share_bp must be positive")
+        shares.append((check_key(source_id, f"shares[{i}].source_id"), bp))
+    if len({s for s, _ in shares}) != len(shares):
+        raise ValidationError("shares name a funding source twice")
+    if sum(bp for _, bp in shares) > 10_000:
+        raise ValidationError("shares must sum to at most 10000 bp")
+    return tuple(shares)
+
+
+def _check_public_key(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 1000:
+        raise ValidationError("public_key_pem must be a PEM string")
+    try:
+        key = load_pem_public_key(value.encode())
+    except ValueError:
+        raise ValidationError("public_key_pem is not a PEM public key") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValidationError("public_key_pem must be an Ed25519 public key")
+    return value
+
+
+__all__ = ["MAX_AMOUNT_FEN", "VoucherLedger"]

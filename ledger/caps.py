@@ -1,0 +1,100 @@
+"""Annual cap counters, one stream per institution per fiscal year (the calendar year)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger.ids import named_id
+
+
+class EnterpriseYear(Aggregate):
+    """Subsidy an enterprise (voucher holder) received in a fiscal year."""
+
+    @staticmethod
+    def create_id(holder_id: str, fiscal_year: int) -> UUID:
+        return named_id("enterprise-year", holder_id, fiscal_year)
+
+    @event("Opened")
+    def __init__(self, holder_id: str, fiscal_year: int) -> None:
+        self.holder_id = holder_id
+        self.fiscal_year = fiscal_year
+        self.subsidy_received_fen = 0
+        self.clawed_back_fen = 0
+
+    def cap_remaining_fen(self, cap_fen: int) -> int:
+        # Clawed-back subsidy does not free cap: an improper claim must not make room for more.
+        return max(0, cap_fen - self.subsidy_received_fen)
+
+    def receive(self, subsidy_fen: int, redemption_id: UUID, rule: str) -> None:
+        self.trigger_event(
+            self.SubsidyReceived, subsidy_fen=subsidy_fen, redemption_id=redemption_id, rule=rule
+        )
+
+    class SubsidyReceived(Aggregate.Event):
+        subsidy_fen: int
+        redemption_id: UUID
+        rule: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, EnterpriseYear)
+            aggregate.subsidy_received_fen += self.subsidy_fen
+
+    @event("SubsidyClawedBack")
+    def claw_back(self, amount_fen: int, redemption_id: UUID, reason_code: str, actor: str) -> None:
+        self.clawed_back_fen += amount_fen
+
+
+class ProviderYear(Aggregate):
+    """What a service provider redeemed and accrued as post-subsidy in a fiscal year."""
+
+    @staticmethod
+    def create_id(provider_id: str, fiscal_year: int) -> UUID:
+        return named_id("provider-year", provider_id, fiscal_year)
+
+    @event("Opened")
+    def __init__(self, provider_id: str, fiscal_year: int) -> None:
+        self.provider_id = provider_id
+        self.fiscal_year = fiscal_year
+        self.redeemed_contract_fen = 0
+        self.subsidy_earned_fen = 0
+        self.bonus_accrued_fen = 0
+        self.bonus_clawed_back_fen = 0
+
+    def bonus_cap_remaining_fen(self, cap_fen: int) -> int:
+        return max(0, cap_fen - self.bonus_accrued_fen)
+
+    def accrue(
+        self,
+        contract_amount_fen: int,
+        subsidy_fen: int,
+        bonus_fen: int,
+        redemption_id: UUID,
+        rule: str,
+    ) -> None:
+        self.trigger_event(
+            self.Accrued,
+            contract_amount_fen=contract_amount_fen,
+            subsidy_fen=subsidy_fen,
+            bonus_fen=bonus_fen,
+            redemption_id=redemption_id,
+            rule=rule,
+        )
+
+    class Accrued(Aggregate.Event):
+        contract_amount_fen: int
+        subsidy_fen: int
+        bonus_fen: int
+        redemption_id: UUID
+        rule: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, ProviderYear)
+            aggregate.redeemed_contract_fen += self.contract_amount_fen
+            aggregate.subsidy_earned_fen += self.subsidy_fen
+            aggregate.bonus_accrued_fen += self.bonus_fen
+
+    @event("BonusClawedBack")
+    def claw_back(self, amount_fen: int, redemption_id: UUID, reason_code: str, actor: str) -> None:
+        self.bonus_clawed_back_fen += amount_fen

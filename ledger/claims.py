@@ -1,0 +1,85 @@
+"""Claims with deterministic ids: a second claim of the same (provider, contract number) or of the
+same invoice number maps to an existing stream, so the store refuses it atomically, across
+programmes (seed 003 四(一): 同一项技术转移活动仅补助一次)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger.errors import InvalidState
+from ledger.ids import named_id
+
+
+class ContractClaim(Aggregate):
+    """The redemption itself: one per (provider, contract number). Its id is the redemption id."""
+
+    @staticmethod
+    def create_id(provider_id: str, contract_no: str) -> UUID:
+        return named_id("contract-claim", provider_id, contract_no)
+
+    @event("Claimed")
+    def __init__(
+        self,
+        provider_id: str,
+        contract_no: str,
+        invoice_no: str,
+        voucher_id: UUID,
+        programme_id: str,
+        holder_id: str,
+        fiscal_year: int,
+        service_category: str,
+        service_date: str,
+        contract_amount_fen: int,
+        subsidy_fen: int,
+        enterprise_pays_fen: int,
+        splits: list[list[Any]],
+        provider_bonus_fen: int,
+        provider_bonus_source_id: str,
+        actor: str,
+        rules: list[str],
+        signature: str | None = None,
+    ) -> None:
+        self.provider_id = provider_id
+        self.contract_no = contract_no
+        self.invoice_no = invoice_no
+        self.voucher_id = voucher_id
+        self.programme_id = programme_id
+        self.holder_id = holder_id
+        self.fiscal_year = fiscal_year
+        self.service_category = service_category
+        self.service_date = service_date
+        self.contract_amount_fen = contract_amount_fen
+        self.subsidy_fen = subsidy_fen
+        self.enterprise_pays_fen = enterprise_pays_fen
+        self.splits = [(str(s), int(a)) for s, a in splits]
+        self.provider_bonus_fen = provider_bonus_fen
+        self.provider_bonus_source_id = provider_bonus_source_id
+        self.redeemed_by = actor
+        self.rules = list(rules)
+        self.signature = signature
+        self.clawed_back = False
+
+    def claw_back(self, reason_code: str, actor: str) -> None:
+        if self.clawed_back:
+            raise InvalidState(f"redemption {self.id} was already clawed back")
+        self._clawed_back(reason_code=reason_code, actor=actor)
+
+    @event("ClawedBack")
+    def _clawed_back(self, reason_code: str, actor: str) -> None:
+        self.clawed_back = True
+        self.clawback_reason = reason_code
+
+
+class InvoiceClaim(Aggregate):
+    @staticmethod
+    def create_id(invoice_no: str) -> UUID:
+        return named_id("invoice-claim", invoice_no)
+
+    @event("Claimed")
+    def __init__(self, invoice_no: str, provider_id: str, redemption_id: UUID, actor: str) -> None:
+        self.invoice_no = invoice_no
+        self.provider_id = provider_id
+        self.redemption_id = redemption_id

@@ -1,0 +1,152 @@
+"""Demo data: the worked example of API_CONTRACT.md §5 plus a few dozen vouchers and redemptions
+across two programmes. Loading it twice changes nothing the second time."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from uuid import UUID
+
+from ledger.application import VoucherLedger
+from ledger.claims import ContractClaim
+from ledger.errors import LedgerError
+from ledger.uscc import make_uscc
+
+ACTOR = "demo-loader"
+PROVINCE, CITY = "province-2026", "city-2026"
+COUNTY = "county-2026"
+PROGRAMME_A, PROGRAMME_B = "innovation-voucher-2026", "instrument-sharing-2026"
+# Codes completed with their GB 32100-2015 check character.
+WORKED_ENTERPRISE = make_uscc("91371500MA3C00001")
+WORKED_PROVIDER = make_uscc("12371500MB2800001")
+ENTERPRISES = [make_uscc(f"91371500MA3C{i:05d}") for i in range(2, 14)]
+PROVIDERS = [make_uscc(f"12371500MB28{i:05d}") for i in range(2, 8)]
+WORKED_CONTRACT = "LC-2026-0001"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    loaded: bool
+    worked_voucher_id: UUID | None
+    worked_redemption_id: UUID
+
+
+def load_demo(app: VoucherLedger) -> DemoResult:
+    """Load the demo; a second call finds the worked redemption and stores nothing."""
+    worked_redemption = ContractClaim.create_id(WORKED_PROVIDER, WORKED_CONTRACT)
+    _open_sources_and_programmes(app)
+    _register_institutions(app)
+    try:
+        app.redemption(worked_redemption)
+    except LedgerError:
+        pass
+    else:
+        return DemoResult(False, None, worked_redemption)
+    valid_until = app.today() + dt.timedelta(days=365)
+    voucher, _ = app.issue_voucher(
+        programme_id=PROGRAMME_A,
+        holder_id=WORKED_ENTERPRISE,
+        face_value_fen=2_000_000,
+        valid_until=valid_until,
+        actor=ACTOR,
+    )
+    app.redeem(
+        voucher_id=voucher.id,
+        provider_id=WORKED_PROVIDER,
+        contract_no=WORKED_CONTRACT,
+        invoice_no="INV-2026-0001",
+        service_category="testing",
+        contract_amount_fen=1_000_000,
+        service_date=app.today(),
+        actor=ACTOR,
+    )
+    _load_more(app, valid_until)
+    return DemoResult(True, voucher.id, worked_redemption)
+
+
+def _open_sources_and_programmes(app: VoucherLedger) -> None:
+    for source_id, name, level, appropriation_fen, ref in (
+        (PROVINCE, "省科技厅创新券专项 2026", "province", 100_000_000, "鲁科字〔2026〕1号"),
+        (CITY, "市财政创新券配套 2026", "city", 50_000_000, "聊政字〔2020〕15号"),
+        (COUNTY, "县科技创新资金 2026", "county", 20_000_000, "县财预〔2026〕3号"),
+    ):
+        app.open_funding_source(
+            source_id=source_id,
+            name=name,
+            level=level,
+            fiscal_year=2026,
+            appropriation_fen=appropriation_fen,
+            document_ref=ref,
+            actor=ACTOR,
+        )
+    app.create_programme(
+        programme_id=PROGRAMME_A,
+        name="科技创新券 2026",
+        fiscal_year=2026,
+        shares=[(PROVINCE, 6000), (CITY, 3000)],
+        max_face_value_fen=5_000_000,
+        provider_bonus_rate_bp=500,
+        provider_bonus_source_id=CITY,
+        provider_annual_cap_fen=50_000_000,
+        enterprise_annual_cap_fen=10_000_000,
+        actor=ACTOR,
+    )
+    app.create_programme(
+        programme_id=PROGRAMME_B,
+        name="大型仪器共享券 2026",
+        fiscal_year=2026,
+        shares=[(CITY, 5000), (COUNTY, 3000)],
+        max_face_value_fen=1_000_000,
+        provider_bonus_rate_bp=500,
+        provider_bonus_source_id=CITY,
+        provider_annual_cap_fen=50_000_000,
+        enterprise_annual_cap_fen=3_000_000,
+        actor=ACTOR,
+    )
+
+
+def _register_institutions(app: VoucherLedger) -> None:
+    app.register_institution(
+        uscc=WORKED_ENTERPRISE, name="聊城示范科技有限公司", kind="enterprise", actor=ACTOR
+    )
+    app.register_institution(
+        uscc=WORKED_PROVIDER, name="聊城检验检测中心", kind="provider", actor=ACTOR
+    )
+    for i, uscc in enumerate(ENTERPRISES):
+        app.register_institution(
+            uscc=uscc, name=f"示范企业 {i + 2:02d}", kind="enterprise", actor=ACTOR
+        )
+    for i, uscc in enumerate(PROVIDERS):
+        app.register_institution(
+            uscc=uscc, name=f"科技服务机构 {i + 2:02d}", kind="provider", actor=ACTOR
+        )
+
+
+def _load_more(app: VoucherLedger, valid_until: dt.date) -> None:
+    """36 more vouchers over both programmes; about two in three are (partly) redeemed."""
+    for i in range(36):
+        programme = PROGRAMME_A if i % 3 else PROGRAMME_B
+        face_value_fen = (
+            (200_000 + 50_000 * (i % 7))
+            if programme == PROGRAMME_B
+            else (500_000 + 250_000 * (i % 9))
+        )
+        voucher, _ = app.issue_voucher(
+            programme_id=programme,
+            holder_id=ENTERPRISES[i % len(ENTERPRISES)],
+            face_value_fen=face_value_fen,
+            valid_until=valid_until,
+            actor=ACTOR,
+        )
+        if i % 3 == 2:
+            continue
+        app.redeem(
+            voucher_id=voucher.id,
+            provider_id=PROVIDERS[i % len(PROVIDERS)],
+            contract_no=f"DEMO-{i + 2:04d}",
+            invoice_no=f"INV-DEMO-{i + 2:04d}",
+            service_category="testing" if programme == PROGRAMME_B else "consulting",
+            contract_amount_fen=300_000 + 37_501 * i,
+            service_date=app.today(),
+            actor=ACTOR,
+        )

@@ -1,0 +1,83 @@
+"""Configuration read once from the environment into one typed object (STYLE.md habit 12).
+
+``DATABASE_URL`` is ours; it is parsed once into the environment keys eventsourcing reads."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+DEFAULT_DATABASE_URL = "sqlite:///var/ledger.sqlite"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    admin_token: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        return cls(
+            database_url=environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            admin_token=environ.get("LEDGER_ADMIN_TOKEN") or None,
+        )
+
+    @property
+    def backend(self) -> str:
+        """``sqlite``, ``postgres`` or ``memory``."""
+        scheme = urlsplit(self.database_url).scheme
+        if scheme == "sqlite":
+            return "sqlite"
+        if scheme in ("postgres", "postgresql"):
+            return "postgres"
+        if scheme == "memory":
+            return "memory"
+        raise ValueError(f"DATABASE_URL scheme {scheme!r} is not sqlite, postgresql or memory")
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The environment for ``eventsourcing.Application`` that this URL selects."""
+        env = persistence_env(self.database_url)
+        env.update(self.extra_env)
+        return env
+
+
+def persistence_env(database_url: str) -> dict[str, str]:
+    parts = urlsplit(database_url)
+    if parts.scheme == "memory":
+        return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+    if parts.scheme == "sqlite":
+        # sqlite:///relative/path, sqlite:////absolute/path (as SQLAlchemy spells them).
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if not path:
+            raise ValueError("DATABASE_URL sqlite:/// needs a file path")
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path,
+            "SQLITE_LOCK_TIMEOUT": "30",
+        }
+    if parts.scheme in ("postgres", "postgresql"):
+        # ?schema=NAME keeps several ledgers (tests, benchmarks) apart in one database.
+        schema = parse_qs(parts.query).get("schema", [""])[0]
+        return {
+            "POSTGRES_SCHEMA": schema,
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_POOL_SIZE": "10",
+            "POSTGRES_MAX_OVERFLOW": "10",
+            "POSTGRES_LOCK_TIMEOUT": "10",
+            "POSTGRES_CONNECT_TIMEOUT": "10",
+            # One round trip per insert, with the table lock kept (ledger/adapters/postgres.py).
+            "APPLICATION_RECORDER_TOPIC": "ledger.adapters.postgres:LockingFunctionRecorder",
+        }
+    raise ValueError(f"DATABASE_URL scheme {parts.scheme!r} is not sqlite, postgresql or memory")

@@ -1,0 +1,122 @@
+"""The aggregates one batch of commands reads and changes, and which events each command made.
+
+Commands run in the writer thread against cached aggregates (no copies); a command first loads
+and checks, then calls verbs. If a command raises after it has changed something, the work is
+"poisoned" and the writer throws every touched aggregate away and runs the commands one by one."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
+
+from ledger.errors import NotFound
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class AggregateCache:
+    """LRU map of aggregate id to the aggregate as the writer last left it."""
+
+    def __init__(self, maxsize: int) -> None:
+        assert maxsize > 0
+        self.maxsize = maxsize
+        self.lock = threading.RLock()
+        self._items: OrderedDict[UUID, Aggregate] = OrderedDict()
+
+    def get(self, agg_id: UUID) -> Aggregate | None:
+        with self.lock:
+            item = self._items.get(agg_id)
+            if item is not None:
+                self._items.move_to_end(agg_id)
+            return item
+
+    def put_all(self, aggregates: list[Aggregate]) -> None:
+        with self.lock:
+            for agg in aggregates:
+                self._items[agg.id] = agg
+                self._items.move_to_end(agg.id)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+
+    def evict(self, agg_id: UUID) -> None:
+        with self.lock:
+            self._items.pop(agg_id, None)
+
+    def version_of(self, agg_id: UUID) -> int | None:
+        item = self._items.get(agg_id)
+        return None if item is None else item.version
+
+    def clear(self) -> None:
+        with self.lock:
+            self._items.clear()
+
+
+class Work:
+    """Aggregates loaded or created by a batch, with each one's version when it entered."""
+
+    def __init__(
+        self, cache: AggregateCache, load: Callable[[UUID], Aggregate], *, careful: bool
+    ) -> None:
+        self.cache = cache
+        self._load = load
+        # Careful work asks the store whether a claim exists; optimistic work trusts the cache
+        # and lets the store's primary key refuse a duplicate at save time.
+        self.careful = careful
+        self.touched: dict[UUID, Aggregate] = {}
+        self.base_version: dict[UUID, int] = {}
+        # Version of each aggregate the current command used, when it first used it.
+        self._command_start: dict[UUID, int] = {}
+
+    def find(self, cls: type[A], agg_id: UUID, *, ask_store: bool = True) -> A | None:
+        agg = self.touched.get(agg_id)
+        if agg is None:
+            agg = self.cache.get(agg_id)
+            if agg is None and ask_store:
+                try:
+                    agg = self._load(agg_id)
+                except AggregateNotFoundError:
+                    return None
+            if agg is None or not isinstance(agg, cls):
+                return None
+            self.touched[agg_id] = agg
+            self.base_version[agg_id] = agg.version
+        elif not isinstance(agg, cls):
+            return None
+        self._command_start.setdefault(agg_id, agg.version)
+        return agg
+
+    def get(self, cls: type[A], agg_id: UUID, what: str) -> A:
+        agg = self.find(cls, agg_id)
+        if agg is None:
+            raise NotFound(f"{what} not found")
+        return agg
+
+    def claim_exists(self, cls: type[Aggregate], agg_id: UUID) -> bool:
+        return self.find(cls, agg_id, ask_store=self.careful) is not None
+
+    def add(self, agg: A) -> A:
+        assert agg.id not in self.touched, "aggregate created twice in one batch"
+        self.touched[agg.id] = agg
+        self.base_version[agg.id] = 0
+        self._command_start[agg.id] = 0
+        return agg
+
+    def begin_command(self) -> None:
+        self._command_start = {}
+
+    def command_events(self) -> list[tuple[UUID, int]]:
+        """(originator id, version) of every event the current command made."""
+        made: list[tuple[UUID, int]] = []
+        for agg_id, start in self._command_start.items():
+            version = self.touched[agg_id].version
+            made.extend((agg_id, v) for v in range(start + 1, version + 1))
+        return made
+
+    def changed(self) -> list[Aggregate]:
+        return [a for i, a in self.touched.items() if a.version != self.base_version[i]]

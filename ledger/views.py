@@ -1,0 +1,155 @@
+"""Plain, immutable views of aggregates that the ledger hands to its callers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from uuid import UUID
+
+from ledger.claims import ContractClaim
+from ledger.funding import FundingSource, Programme
+from ledger.institution import Institution
+from ledger.voucher import Voucher
+
+
+@dataclass(frozen=True)
+class FundingSourceView:
+    id: str
+    name: str
+    level: str
+    fiscal_year: int
+    appropriation_fen: int
+    document_ref: str
+    reserved_fen: int
+    released_fen: int
+    committed_fen: int
+    recovered_fen: int
+    available_fen: int
+
+    @classmethod
+    def of(cls, s: FundingSource) -> FundingSourceView:
+        return cls(
+            s.source_id,
+            s.name,
+            s.level,
+            s.fiscal_year,
+            s.appropriation_fen,
+            s.document_ref,
+            s.reserved_fen,
+            s.released_fen,
+            s.committed_fen,
+            s.recovered_fen,
+            s.available_fen,
+        )
+
+
+@dataclass(frozen=True)
+class ProgrammeView:
+    id: str
+    name: str
+    fiscal_year: int
+    shares: tuple[tuple[str, int], ...]
+    max_face_value_fen: int
+    provider_bonus_rate_bp: int
+    provider_bonus_source_id: str
+    provider_annual_cap_fen: int
+    enterprise_annual_cap_fen: int
+
+    @classmethod
+    def of(cls, p: Programme) -> ProgrammeView:
+        return cls(
+            p.programme_id,
+            p.name,
+            p.fiscal_year,
+            tuple((s, b) for s, b in p.shares),
+            p.max_face_value_fen,
+            p.provider_bonus_rate_bp,
+            p.provider_bonus_source_id,
+            p.provider_annual_cap_fen,
+            p.enterprise_annual_cap_fen,
+        )
+
+
+@dataclass(frozen=True)
+class InstitutionView:
+    id: str
+    name: str
+    kind: str
+    public_key_pem: str | None
+    frozen: bool
+    frozen_reason: str | None
+
+    @classmethod
+    def of(cls, i: Institution) -> InstitutionView:
+        return cls(i.uscc, i.name, i.kind, i.public_key_pem, i.frozen, i.frozen_reason)
+
+
+@dataclass(frozen=True)
+class VoucherView:
+    id: UUID
+    program_id: str
+    holder_id: str
+    fiscal_year: int
+    face_value_fen: int
+    remaining_fen: int
+    valid_until: str
+    status: str
+    reservations: tuple[tuple[str, int], ...]
+    remaining_by_source: tuple[tuple[str, int], ...]
+    released_by_source: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def of(cls, v: Voucher, today: dt.date | None = None) -> VoucherView:
+        status = v.status if today is None else v.status_on(today)
+        return cls(
+            v.id,
+            v.programme_id,
+            v.holder_id,
+            v.fiscal_year,
+            v.face_value_fen,
+            v.remaining_fen,
+            v.valid_until,
+            status,
+            tuple((s, a) for s, a in v.reservations),
+            tuple(v.remaining_by_source.items()),
+            tuple(v.released_by_source.items()),
+        )
+
+
+@dataclass(frozen=True)
+class RedemptionView:
+    id: UUID
+    voucher_id: UUID
+    provider_id: str
+    holder_id: str
+    programme_id: str
+    contract_no: str
+    invoice_no: str
+    contract_amount_fen: int
+    subsidy_fen: int
+    enterprise_pays_fen: int
+    splits: tuple[tuple[str, int], ...]
+    provider_bonus_fen: int
+    voucher_remaining_fen: int
+    clawed_back: bool
+    rules: tuple[str, ...]
+
+    @classmethod
+    def of(cls, c: ContractClaim, voucher_remaining_fen: int) -> RedemptionView:
+        return cls(
+            c.id,
+            c.voucher_id,
+            c.provider_id,
+            c.holder_id,
+            c.programme_id,
+            c.contract_no,
+            c.invoice_no,
+            c.contract_amount_fen,
+            c.subsidy_fen,
+            c.enterprise_pays_fen,
+            tuple((s, a) for s, a in c.splits),
+            c.provider_bonus_fen,
+            voucher_remaining_fen,
+            c.clawed_back,
+            tuple(c.rules),
+        )

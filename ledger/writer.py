@@ -1,0 +1,359 @@
+"""Group commit: one thread runs the commands that callers queue, many per transaction, and a
+second thread stores each batch while the first already runs the next.
+
+Why: the PostgreSQL recorder locks the events table for every insert transaction, so throughput
+is bounded by transactions per second, not rows (LIBRARY_NOTES.md). The writer takes every
+command waiting (up to ``max_batch``), runs each against cached aggregates and stores all their
+events with one insert. A command stays atomic: its events commit together or not at all.
+
+When a batch cannot commit (a duplicate claim, or another process changed an aggregate), every
+batch built on top of it is void too: the committer bumps the *generation*, clears the cache and
+sends the commands back; the writer then runs them one by one in careful mode, retrying lost races
+with jitter. Callers only ever see business errors."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, StoredEvent
+
+from ledger.errors import Busy, LedgerError
+from ledger.unit_of_work import AggregateCache, Work
+
+log = logging.getLogger(__name__)
+
+Command = Callable[..., Any]
+EventKey = tuple[UUID, int]
+
+
+@dataclass
+class Outcome:
+    """What a command returned and the log position of its last event (None if it made none)."""
+
+    value: Any
+    position: int | None
+
+
+@dataclass
+class _Job:
+    fn: Command
+    args: tuple[Any, ...]
+    future: Future[Outcome] = field(default_factory=Future)
+
+
+@dataclass
+class _Redo:
+    """Commands of a batch that could not commit, to be run again one by one."""
+
+    jobs: list[_Job]
+
+
+@dataclass
+class _Batch:
+    generation: int
+    events: list[StoredEvent]
+    results: list[tuple[_Job, Any, list[EventKey] | None]]
+    snapshots: list[tuple[UUID, int]]
+
+    @property
+    def jobs(self) -> list[_Job]:
+        return [job for job, _, _ in self.results]
+
+
+@dataclass
+class WriterStats:
+    batches: int = 0
+    commands: int = 0
+    fallbacks: int = 0
+    retries: int = 0
+
+
+class Writer:
+    """Runs commands ``fn(work, *args)`` with group commit; see the module docstring."""
+
+    def __init__(
+        self,
+        app: Application[UUID],
+        *,
+        max_batch: int = 256,
+        max_retries: int = 12,
+        cache_size: int = 200_000,
+        watched_topics: Sequence[str] = (),
+        sync_interval_s: float = 0.05,
+    ) -> None:
+        assert 1 <= max_batch <= 10_000 and 1 <= max_retries <= 100
+        self.app = app
+        self.max_batch = max_batch
+        self.max_retries = max_retries
+        self.cache = AggregateCache(cache_size)
+        self.stats = WriterStats()
+        self._generation = 0
+        # Aggregates that commands read without writing (institutions, programmes) can be changed
+        # by another process without any conflict at save time, so the writer tails the log for
+        # their topics at most every ``sync_interval_s`` and evicts what changed.
+        self._watched_topics = list(watched_topics)
+        self._sync_interval_s = sync_interval_s
+        self._next_sync_s = 0.0
+        self._seen_position = self._max_position()
+        self._queue: queue.SimpleQueue[_Job | _Redo | None] = queue.SimpleQueue()
+        self._commit_q: queue.Queue[_Batch | None] = queue.Queue()
+        # At most one batch waits for the committer. The writer takes this slot *before* it takes
+        # commands off the queue, so everything that arrives while a batch commits goes into
+        # the next batch instead of a batch of one that then sits waiting.
+        self._slot = threading.Semaphore(1)
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._compute_loop, name="ledger-writer", daemon=True),
+            threading.Thread(target=self._commit_loop, name="ledger-committer", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # ---- callers -------------------------------------------------------------------------
+    def run(self, fn: Command, *args: Any) -> Outcome:
+        """Queue ``fn(work, *args)`` and wait until it is committed (or refused)."""
+        if self._closed:
+            raise RuntimeError("writer is closed")
+        job = _Job(fn, args)
+        self._queue.put(job)
+        return job.future.result()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            for thread in self._threads:
+                thread.join(timeout=30)
+
+    # ---- compute thread ------------------------------------------------------------------
+    def _compute_loop(self) -> None:
+        while True:
+            self._slot.acquire()
+            items = [self._queue.get()]
+            while len(items) < self.max_batch and items[-1] is not None:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            jobs = [i for i in items if isinstance(i, _Job)]
+            redo = [j for i in items if isinstance(i, _Redo) for j in i.jobs]
+            handed_off = False
+            try:
+                if redo:
+                    self._run_careful_all(redo)
+                if jobs:
+                    handed_off = self._compute_batch(jobs)
+            except BaseException as exc:  # keep the writer alive; fail what is left
+                log.exception("writer batch failed")
+                for job in jobs + redo:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+            finally:
+                if not handed_off:
+                    self._slot.release()
+            if items[-1] is None:
+                self._commit_q.put(None)
+                return
+
+    def _compute_batch(self, jobs: list[_Job]) -> bool:
+        """Run ``jobs`` as one batch and hand it to the committer; False if it fell back."""
+        self._sync_cache()
+        generation = self._generation
+        work = self._new_work(careful=False)
+        results: list[tuple[_Job, Any, list[EventKey] | None]] = []
+        for job in jobs:
+            work.begin_command()
+            try:
+                value = job.fn(work, *job.args)
+            except LedgerError as exc:
+                if work.command_events():  # changed something, then refused: not atomic
+                    return self._fall_back(work, jobs)
+                results.append((job, exc, None))
+            except Exception:
+                return self._fall_back(work, jobs)
+            else:
+                results.append((job, value, work.command_events()))
+        changed = work.changed()
+        stored = self._to_stored(changed)
+        with self.cache.lock:
+            if generation != self._generation:  # built on a batch that failed meanwhile
+                return self._fall_back(work, jobs)
+            self.cache.put_all(list(work.touched.values()))
+        self._commit_q.put(_Batch(generation, stored, results, self._snapshots_due(work, changed)))
+        return True
+
+    def _fall_back(self, work: Work, jobs: list[_Job]) -> bool:
+        self._discard(work)
+        self.stats.fallbacks += 1
+        self._run_careful_all(jobs)
+        return False
+
+    def _run_careful_all(self, jobs: list[_Job]) -> None:
+        self._commit_q.join()  # nothing in flight: careful commands see only committed state
+        for job in jobs:
+            self._run_careful(job)
+
+    def _run_careful(self, job: _Job) -> None:
+        for attempt in range(self.max_retries):
+            self._sync_cache()
+            work = self._new_work(careful=True)
+            work.begin_command()
+            try:
+                value = job.fn(work, *job.args)
+            except Exception as exc:
+                self._discard_changed(work)
+                job.future.set_exception(exc)
+                return
+            made = work.command_events()
+            changed = work.changed()
+            try:
+                positions = self._insert(self._to_stored(changed))
+            except IntegrityError:
+                self._discard(work)
+                self.stats.retries += 1
+                # Lost a race with another process: back off with jitter, reload, decide again.
+                time.sleep(random.uniform(0, 0.002 * (2 ** min(attempt, 6))))
+                continue
+            except Exception as exc:
+                self._discard(work)
+                job.future.set_exception(exc)
+                return
+            self.cache.put_all(list(work.touched.values()))
+            self._take_snapshots(self._snapshots_due(work, changed))
+            self.stats.commands += 1
+            job.future.set_result(Outcome(value, _last_position(made, positions)))
+            return
+        self._discard(work)
+        job.future.set_exception(Busy(f"gave up after {self.max_retries} conflicting attempts"))
+
+    # ---- commit thread -------------------------------------------------------------------
+    def _commit_loop(self) -> None:
+        while True:
+            batch = self._commit_q.get()
+            try:
+                if batch is None:
+                    return
+                self._slot.release()
+                self._commit(batch)
+            except BaseException as exc:
+                log.exception("commit failed")
+                if batch is not None:
+                    for job in batch.jobs:
+                        if not job.future.done():
+                            job.future.set_exception(exc)
+            finally:
+                self._commit_q.task_done()
+
+    def _commit(self, batch: _Batch) -> None:
+        if batch.generation != self._generation:
+            self._queue.put(_Redo(batch.jobs))
+            return
+        try:
+            positions = self._insert(batch.events)
+        except IntegrityError:
+            self._void_cache()
+            self.stats.fallbacks += 1
+            self._queue.put(_Redo(batch.jobs))
+            return
+        except BaseException:
+            self._void_cache()
+            raise
+        self._take_snapshots(batch.snapshots)
+        self.stats.batches += 1
+        self.stats.commands += len(batch.results)
+        for job, value, made in batch.results:
+            if made is None:
+                job.future.set_exception(value)
+            else:
+                job.future.set_result(Outcome(value, _last_position(made, positions)))
+
+    def _void_cache(self) -> None:
+        with self.cache.lock:
+            self._generation += 1
+            self.cache.clear()
+
+    # ---- storage and cache ---------------------------------------------------------------
+    def _new_work(self, *, careful: bool) -> Work:
+        return Work(self.cache, self.app.repository.get, careful=careful)
+
+    def _to_stored(self, changed: list[Aggregate]) -> list[StoredEvent]:
+        """Serialise the new events in the writer thread, so the committer only inserts.
+
+        Events go straight to the recorder: Application.save() would check each object against
+        runtime protocols, which costs more than the rest of a redemption."""
+        to_stored = self.app.mapper.to_stored_event
+        return [to_stored(e) for agg in changed for e in agg.collect_events()]
+
+    def _insert(self, stored: list[StoredEvent]) -> dict[EventKey, int]:
+        """Insert in one transaction; returns each event's notification id (its position)."""
+        if not stored:
+            return {}
+        ids = self.app.recorder.insert_events(stored)
+        assert ids is not None and len(ids) == len(stored)
+        return {
+            (s.originator_id, s.originator_version): n  # type: ignore[misc]
+            for s, n in zip(stored, ids, strict=True)
+        }
+
+    def _snapshots_due(self, work: Work, changed: list[Aggregate]) -> list[tuple[UUID, int]]:
+        """Snapshot long streams (caps, sources) each time they cross a multiple of the interval."""
+        intervals = self.app.snapshotting_intervals
+        due = []
+        for agg in changed:
+            interval = intervals.get(type(agg))
+            if interval and agg.version // interval > work.base_version[agg.id] // interval:
+                due.append((agg.id, agg.version // interval * interval))
+        return due
+
+    def _take_snapshots(self, due: list[tuple[UUID, int]]) -> None:
+        if self.app.snapshots is not None:
+            for agg_id, version in due:
+                self.app.take_snapshot(agg_id, version=version)
+
+    def _discard(self, work: Work) -> None:
+        for agg_id in work.touched:
+            self.cache.evict(agg_id)
+
+    def _discard_changed(self, work: Work) -> None:
+        for agg in work.changed():
+            self.cache.evict(agg.id)
+
+    def _max_position(self) -> int:
+        return self.app.recorder.max_notification_id() or 0
+
+    def _sync_cache(self) -> None:
+        """Evict cached aggregates that another process changed since the last look."""
+        if not self._watched_topics or time.monotonic() < self._next_sync_s:
+            return
+        self._next_sync_s = time.monotonic() + self._sync_interval_s
+        head = self._max_position()
+        start = self._seen_position + 1
+        while start <= head:
+            page = self.app.recorder.select_notifications(
+                start, 1000, stop=head, topics=self._watched_topics
+            )
+            for n in page:
+                agg_id: UUID = n.originator_id  # type: ignore[assignment]
+                cached = self.cache.version_of(agg_id)
+                if cached is not None and cached < n.originator_version:
+                    self.cache.evict(agg_id)
+            if len(page) < 1000:
+                break
+            start = page[-1].id + 1
+        self._seen_position = max(self._seen_position, head)
+
+
+def _last_position(made: list[EventKey], positions: dict[EventKey, int]) -> int | None:
+    found = [positions[key] for key in made if key in positions]
+    return max(found) if found else None

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Throwaway PostgreSQL for tests and benchmarks.
+#   scripts/pg.sh start DIR   -> prints a DATABASE_URL on stdout (last line)
+#   scripts/pg.sh stop DIR
+# Installs the server with apt-get when it is missing. initdb refuses to run as root,
+# so as root the cluster is created and run by the `postgres` user in a folder it owns.
+set -euo pipefail
+
+cmd=${1:?start|stop}
+dir=${2:?state directory}
+
+find_bin() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/initdb" ] && { echo "$d"; return 0; }
+  done
+  command -v initdb >/dev/null 2>&1 && { dirname "$(command -v initdb)"; return 0; }
+  return 1
+}
+
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+start() {
+  local bin
+  if ! bin=$(find_bin); then
+    echo "pg.sh: PostgreSQL not found, installing it" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 || true
+    apt-get install -y -qq postgresql postgresql-contrib >&2
+    bin=$(find_bin)
+  fi
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home "$dir" postgres
+    chown postgres "$dir"
+  fi
+  if [ -f "$dir/data/postmaster.pid" ]; then stop || true; fi
+  rm -rf "$dir/data"
+  local port password=ledger
+  port=$(free_port)
+  as_pg "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log" >&2; exit 1; }
+  as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/data/server.log" -w -t 60 \
+    -o "-p $port -k $dir/data -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB" \
+    start >&2
+  echo "$port" >"$dir/port"
+  as_pg "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -q -c "CREATE USER ledger PASSWORD '$password' SUPERUSER" >&2
+  as_pg "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -q -c "CREATE DATABASE ledger OWNER ledger" >&2
+  echo "postgresql://ledger:$password@127.0.0.1:$port/ledger"
+}
+
+stop() {
+  local bin
+  bin=$(find_bin) || return 0
+  [ -d "$dir/data" ] || return 0
+  as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >&2 || true
+}
+
+case "$cmd" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
+esac

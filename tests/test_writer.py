@@ -1,0 +1,116 @@
+"""The group-commit writer: batches stay atomic per command, lost races are retried, and another
+process's changes reach the cache."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from ledger.application import VoucherLedger
+from ledger.errors import InsufficientFunds, LedgerError
+from ledger.funding import FundingSource
+from ledger.unit_of_work import Work
+from tests.conftest import PROVIDER, World, issue, log_length, open_worked_example, redeem
+
+
+def test_a_claim_made_by_another_process_is_refused_as_a_duplicate(
+    make_app: Callable[..., VoucherLedger],
+) -> None:
+    first, second = make_app(), make_app()
+    open_worked_example(first)
+    voucher_id = issue(first)
+    redeem(second, voucher_id, contract_no="HT-9", invoice_no="FP-9")
+    before = log_length(first)
+
+    with pytest.raises(LedgerError) as caught:
+        redeem(first, voucher_id, contract_no="HT-9", invoice_no="FP-10")
+
+    assert caught.value.slug == "duplicate-claim"
+    assert log_length(first) == before
+    assert first.writer.stats.fallbacks >= 1
+
+
+def test_a_stale_cached_voucher_is_reloaded_and_the_redemption_decided_again(
+    make_app: Callable[..., VoucherLedger],
+) -> None:
+    first, second = make_app(), make_app()
+    open_worked_example(first)
+    voucher_id = issue(first, face_value_fen=1_000_000)
+    redeem(first, voucher_id, contract_no="C-1", amount_fen=500_000)  # first caches it
+    redeem(second, voucher_id, contract_no="C-2", amount_fen=500_000)  # behind first's back
+
+    redemption, _ = redeem(first, voucher_id, contract_no="C-3", amount_fen=500_000)
+
+    assert redemption.subsidy_fen == 100_000  # 1,000,000 - 450,000 - 450,000 left
+    assert first.voucher(voucher_id).remaining_fen == 0
+    assert first.writer.stats.fallbacks + first.writer.stats.retries >= 1
+
+
+def test_a_freeze_by_another_process_is_seen_after_the_sync_interval(
+    make_app: Callable[..., VoucherLedger],
+) -> None:
+    first = make_app(sync_interval_s=0.01)
+    second = make_app()
+    open_worked_example(first)
+    voucher_id = issue(first)
+    redeem(first, voucher_id, contract_no="C-1")  # first caches the provider, unfrozen
+    second.freeze_institution(PROVIDER, reason="inspection", actor="inspector-1")
+    time.sleep(0.05)
+
+    with pytest.raises(LedgerError) as caught:
+        redeem(first, voucher_id, contract_no="C-2")
+
+    assert caught.value.slug == "payee-frozen"
+
+
+def test_a_command_that_fails_after_changing_something_stores_nothing(
+    app: VoucherLedger, world: World
+) -> None:
+    source_id = FundingSource.create_id(world.city)
+
+    def half_done(work: Work) -> None:
+        work.get(FundingSource, source_id, "source").recover(
+            amount_fen=1, redemption_id=source_id, reason_code="x", actor="bug"
+        )
+        raise InsufficientFunds("refused after a change")
+
+    before = log_length(app)
+    with pytest.raises(InsufficientFunds):
+        app.writer.run(half_done)
+
+    assert log_length(app) == before
+    assert app.funding_source(world.city).recovered_fen == 0
+    redemption, _ = redeem(app, issue(app))  # the writer still works, with a clean cache
+    assert redemption.subsidy_fen == 900_000
+
+
+def test_concurrent_commands_share_transactions_and_each_gets_its_own_position(
+    app: VoucherLedger, world: World
+) -> None:
+    vouchers = [issue(app) for _ in range(4)]
+    positions: list[int] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(16)
+
+    def work(i: int) -> None:
+        barrier.wait()
+        try:
+            _, position = redeem(app, vouchers[i % 4], contract_no=f"C-{i}", amount_fen=10_000)
+            assert position is not None
+            positions.append(position)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert len(set(positions)) == 16
+    assert max(positions) == log_length(app)
+    assert app.writer.stats.batches < app.writer.stats.commands  # some were grouped
