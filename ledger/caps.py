@@ -17,7 +17,7 @@ class EnterpriseYear(Aggregate):
         return named_id("enterprise-year", holder_id, fiscal_year)
 
     @event("Opened")
-    def __init__(self, holder_id: str, fiscal_year: int) -> None:
+    def __init__(self, holder_id: str, fiscal_year: int, actor: str) -> None:
         self.holder_id = holder_id
         self.fiscal_year = fiscal_year
         self.subsidy_received_fen = 0
@@ -27,15 +27,20 @@ class EnterpriseYear(Aggregate):
         # Clawed-back subsidy does not free cap: an improper claim must not make room for more.
         return max(0, cap_fen - self.subsidy_received_fen)
 
-    def receive(self, subsidy_fen: int, redemption_id: UUID, rule: str) -> None:
+    def receive(self, subsidy_fen: int, redemption_id: UUID, rule: str, actor: str) -> None:
         self.trigger_event(
-            self.SubsidyReceived, subsidy_fen=subsidy_fen, redemption_id=redemption_id, rule=rule
+            self.SubsidyReceived,
+            subsidy_fen=subsidy_fen,
+            redemption_id=redemption_id,
+            rule=rule,
+            actor=actor,
         )
 
     class SubsidyReceived(Aggregate.Event):
         subsidy_fen: int
         redemption_id: UUID
         rule: str
+        actor: str
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, EnterpriseYear)
@@ -54,7 +59,7 @@ class ProviderYear(Aggregate):
         return named_id("provider-year", provider_id, fiscal_year)
 
     @event("Opened")
-    def __init__(self, provider_id: str, fiscal_year: int) -> None:
+    def __init__(self, provider_id: str, fiscal_year: int, actor: str) -> None:
         self.provider_id = provider_id
         self.fiscal_year = fiscal_year
         self.redeemed_contract_fen = 0
@@ -72,6 +77,7 @@ class ProviderYear(Aggregate):
         bonus_fen: int,
         redemption_id: UUID,
         rule: str,
+        actor: str,
     ) -> None:
         self.trigger_event(
             self.Accrued,
@@ -80,6 +86,7 @@ class ProviderYear(Aggregate):
             bonus_fen=bonus_fen,
             redemption_id=redemption_id,
             rule=rule,
+            actor=actor,
         )
 
     class Accrued(Aggregate.Event):
@@ -88,6 +95,7 @@ class ProviderYear(Aggregate):
         bonus_fen: int
         redemption_id: UUID
         rule: str
+        actor: str
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, ProviderYear)

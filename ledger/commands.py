@@ -272,12 +272,12 @@ def redeem(work: Work, c: Redeem) -> RedemptionView:
         raise DuplicateClaim(f"invoice {c.invoice_no} was already claimed")
     fy = voucher.fiscal_year
     e_year = work.find(EnterpriseYear, EnterpriseYear.create_id(voucher.holder_id, fy))
-    e_cap_left = programme.enterprise_annual_cap_fen - (
-        e_year.subsidy_received_fen if e_year else 0
-    )
+    e_cap_fen = programme.enterprise_annual_cap_fen
+    e_cap_left = e_year.cap_remaining_fen(e_cap_fen) if e_year else e_cap_fen
     if e_cap_left <= 0:
         raise EnterpriseCapReached(f"enterprise {voucher.holder_id} has no cap left in {fy}")
     p_year = work.find(ProviderYear, ProviderYear.create_id(c.provider_id, fy))
+    p_cap_fen = programme.provider_annual_cap_fen
     sources = [s for s, _ in voucher.reservations]
     decision = rules.voucher_subsidy(
         c.contract_amount_fen,
@@ -288,7 +288,7 @@ def redeem(work: Work, c: Redeem) -> RedemptionView:
     bonus_fen = rules.provider_bonus_fen(
         c.contract_amount_fen,
         programme.provider_bonus_rate_bp,
-        programme.provider_annual_cap_fen - (p_year.bonus_accrued_fen if p_year else 0),
+        p_year.bonus_cap_remaining_fen(p_cap_fen) if p_year else p_cap_fen,
     )
     splits = list(zip(sources, decision.splits, strict=True))
     # All checks passed: from here on, only verbs.
@@ -336,19 +336,25 @@ def redeem(work: Work, c: Redeem) -> RedemptionView:
             actor=c.actor,
         )
     )
-    e_year = e_year or work.add(EnterpriseYear(holder_id=voucher.holder_id, fiscal_year=fy))
+    e_year = e_year or work.add(
+        EnterpriseYear(holder_id=voucher.holder_id, fiscal_year=fy, actor=c.actor)
+    )
     e_year.receive(
         subsidy_fen=decision.subsidy_fen,
         redemption_id=claim.id,
         rule=rules.ENTERPRISE_ANNUAL_CAP.ref,
+        actor=c.actor,
     )
-    p_year = p_year or work.add(ProviderYear(provider_id=c.provider_id, fiscal_year=fy))
+    p_year = p_year or work.add(
+        ProviderYear(provider_id=c.provider_id, fiscal_year=fy, actor=c.actor)
+    )
     p_year.accrue(
         contract_amount_fen=c.contract_amount_fen,
         subsidy_fen=decision.subsidy_fen,
         bonus_fen=bonus_fen,
         redemption_id=claim.id,
         rule=rules.PROVIDER_POST_SUBSIDY.ref,
+        actor=c.actor,
     )
     return RedemptionView.of(claim, voucher.remaining_fen)
 

@@ -19,7 +19,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -45,11 +44,44 @@ class Outcome:
     position: int | None
 
 
-@dataclass
 class _Job:
-    fn: Command
-    args: tuple[Any, ...]
-    future: Future[Outcome] = field(default_factory=Future)
+    """One queued command and its result. A plain lock is the wake-up: it costs far less than a
+    ``Future`` (a Python-level condition variable) on a path taken thousands of times a second."""
+
+    __slots__ = ("_done", "args", "error", "fn", "outcome")
+
+    def __init__(self, fn: Command, args: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
+        self.outcome: Outcome | None = None
+        self.error: BaseException | None = None
+        self._done = threading.Lock()
+        self._done.acquire()
+
+    def done(self) -> bool:
+        return self.outcome is not None or self.error is not None
+
+    def set_result(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        self._done.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        self.error = error
+        self._done.release()
+
+    def wait(self) -> Outcome:
+        self._done.acquire()
+        if self.error is not None:
+            raise self.error
+        assert self.outcome is not None
+        return self.outcome
+
+
+@dataclass
+class _Drain:
+    """Marker sent through the commit queue: released when every batch before it is done."""
+
+    done: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass
@@ -107,11 +139,11 @@ class Writer:
         self._next_sync_s = 0.0
         self._seen_position = self._max_position()
         self._queue: queue.SimpleQueue[_Job | _Redo | None] = queue.SimpleQueue()
-        self._commit_q: queue.Queue[_Batch | None] = queue.Queue()
+        self._commit_q: queue.SimpleQueue[_Batch | _Drain | None] = queue.SimpleQueue()
         # At most one batch waits for the committer. The writer takes this slot *before* it takes
         # commands off the queue, so everything that arrives while a batch commits goes into
         # the next batch instead of a batch of one that then sits waiting.
-        self._slot = threading.Semaphore(1)
+        self._slot = threading.Lock()  # a binary semaphore that another thread may release
         self._closed = False
         self._threads = [
             threading.Thread(target=self._compute_loop, name="ledger-writer", daemon=True),
@@ -127,7 +159,7 @@ class Writer:
             raise RuntimeError("writer is closed")
         job = _Job(fn, args)
         self._queue.put(job)
-        return job.future.result()
+        return job.wait()
 
     def close(self) -> None:
         if not self._closed:
@@ -157,8 +189,8 @@ class Writer:
             except BaseException as exc:  # keep the writer alive; fail what is left
                 log.exception("writer batch failed")
                 for job in jobs + redo:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+                    if not job.done():
+                        job.set_exception(exc)
             finally:
                 if not handed_off:
                     self._slot.release()
@@ -200,7 +232,11 @@ class Writer:
         return False
 
     def _run_careful_all(self, jobs: list[_Job]) -> None:
-        self._commit_q.join()  # nothing in flight: careful commands see only committed state
+        # Nothing may be in flight: careful commands must see only committed state.
+        drain = _Drain()
+        drain.done.acquire()
+        self._commit_q.put(drain)
+        drain.done.acquire()
         for job in jobs:
             self._run_careful(job)
 
@@ -213,7 +249,7 @@ class Writer:
                 value = job.fn(work, *job.args)
             except Exception as exc:
                 self._discard_changed(work)
-                job.future.set_exception(exc)
+                job.set_exception(exc)
                 return
             made = work.command_events()
             changed = work.changed()
@@ -227,33 +263,33 @@ class Writer:
                 continue
             except Exception as exc:
                 self._discard(work)
-                job.future.set_exception(exc)
+                job.set_exception(exc)
                 return
             self.cache.put_all(list(work.touched.values()))
             self._take_snapshots(self._snapshots_due(work, changed))
             self.stats.commands += 1
-            job.future.set_result(Outcome(value, _last_position(made, positions)))
+            job.set_result(Outcome(value, _last_position(made, positions)))
             return
         self._discard(work)
-        job.future.set_exception(Busy(f"gave up after {self.max_retries} conflicting attempts"))
+        job.set_exception(Busy(f"gave up after {self.max_retries} conflicting attempts"))
 
     # ---- commit thread -------------------------------------------------------------------
     def _commit_loop(self) -> None:
         while True:
             batch = self._commit_q.get()
+            if batch is None:
+                return
+            if isinstance(batch, _Drain):
+                batch.done.release()
+                continue
+            self._slot.release()
             try:
-                if batch is None:
-                    return
-                self._slot.release()
                 self._commit(batch)
             except BaseException as exc:
                 log.exception("commit failed")
-                if batch is not None:
-                    for job in batch.jobs:
-                        if not job.future.done():
-                            job.future.set_exception(exc)
-            finally:
-                self._commit_q.task_done()
+                for job in batch.jobs:
+                    if not job.done():
+                        job.set_exception(exc)
 
     def _commit(self, batch: _Batch) -> None:
         if batch.generation != self._generation:
@@ -274,9 +310,9 @@ class Writer:
         self.stats.commands += len(batch.results)
         for job, value, made in batch.results:
             if made is None:
-                job.future.set_exception(value)
+                job.set_exception(value)
             else:
-                job.future.set_result(Outcome(value, _last_position(made, positions)))
+                job.set_result(Outcome(value, _last_position(made, positions)))
 
     def _void_cache(self) -> None:
         with self.cache.lock:

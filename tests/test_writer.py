@@ -6,14 +6,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, ClassVar
 
 import pytest
 
 from ledger.application import VoucherLedger
+from ledger.caps import ProviderYear
 from ledger.errors import InsufficientFunds, LedgerError
 from ledger.funding import FundingSource
+from ledger.settings import Settings
 from ledger.unit_of_work import Work
-from tests.conftest import PROVIDER, World, issue, log_length, open_worked_example, redeem
+from tests.conftest import PROVIDER, TODAY, World, issue, log_length, open_worked_example, redeem
 
 
 def test_a_claim_made_by_another_process_is_refused_as_a_duplicate(
@@ -114,3 +117,32 @@ def test_concurrent_commands_share_transactions_and_each_gets_its_own_position(
     assert len(set(positions)) == 16
     assert max(positions) == log_length(app)
     assert app.writer.stats.batches < app.writer.stats.commands  # some were grouped
+
+
+class SnapshottingLedger(VoucherLedger):
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {
+        **VoucherLedger.snapshotting_intervals,
+        ProviderYear: 3,
+    }
+
+
+def test_a_long_provider_year_is_snapshotted_and_reloads_to_the_same_totals(
+    store_url: str,
+) -> None:
+    app = SnapshottingLedger(Settings(database_url=store_url), clock=lambda: TODAY)
+    try:
+        open_worked_example(app)
+        voucher_id = issue(app, face_value_fen=5_000_000)
+        for i in range(7):
+            redeem(app, voucher_id, contract_no=f"C-{i}", amount_fen=10_000 + i)
+        provider_year_id = ProviderYear.create_id(PROVIDER, 2026)
+        assert app.snapshots is not None
+        snapshots = list(app.snapshots.get(provider_year_id))
+        assert [s.originator_version for s in snapshots] == [3, 6]
+
+        reloaded = app.provider_year(PROVIDER, 2026)
+
+        assert reloaded is not None and reloaded.version == 8
+        assert reloaded.redeemed_contract_fen == sum(10_000 + i for i in range(7))
+    finally:
+        app.close()
