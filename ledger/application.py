@@ -72,7 +72,7 @@ class VoucherLedger(Application[UUID]):
         *,
         clock: Callable[[], dt.date] | None = None,
         max_batch: int = 256,
-        sync_interval_s: float = 0.05,
+        sync_interval_s: float = 0.0,
     ) -> None:
         self.settings = settings or Settings.from_env()
         super().__init__(env=self.settings.eventsourcing_env())

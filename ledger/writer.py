@@ -122,7 +122,7 @@ class Writer:
         max_retries: int = 12,
         cache_size: int = 200_000,
         watched_topics: Sequence[str] = (),
-        sync_interval_s: float = 0.05,
+        sync_interval_s: float = 0.0,
     ) -> None:
         assert 1 <= max_batch <= 10_000 and 1 <= max_retries <= 100
         self.app = app
@@ -132,8 +132,10 @@ class Writer:
         self.stats = WriterStats()
         self._generation = 0
         # Aggregates that commands read without writing (institutions, programmes) can be changed
-        # by another process without any conflict at save time, so the writer tails the log for
-        # their topics at most every ``sync_interval_s`` and evicts what changed.
+        # by another process without any conflict at save time. So before every batch the writer
+        # reads the log's head and the watched events since its last look, and evicts what
+        # changed: a freeze committed by any process binds every command that starts after it.
+        # A positive ``sync_interval_s`` saves those queries at the price of that much staleness.
         self._watched_topics = list(watched_topics)
         self._sync_interval_s = sync_interval_s
         self._next_sync_s = 0.0
@@ -217,7 +219,10 @@ class Writer:
             else:
                 results.append((job, value, work.command_events()))
         changed = work.changed()
-        stored = self._to_stored(changed)
+        try:
+            stored = self._to_stored(changed)
+        except Exception:  # an event that cannot be serialised: let careful mode report it
+            return self._fall_back(work, jobs)
         with self.cache.lock:
             if generation != self._generation:  # built on a batch that failed meanwhile
                 return self._fall_back(work, jobs)
