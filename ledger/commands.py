@@ -97,40 +97,24 @@ def create_programme(work: Work, c: CreateProgramme) -> ProgrammeView:
                 f"funding source {source_id} is for fiscal year {source.fiscal_year}, "
                 f"the programme for {c.fiscal_year}"
             )
-    existing = work.find(Programme, Programme.create_id(c.programme_id))
-    if existing is not None:
-        if ProgrammeView.of(existing) != _programme_view(c):
-            raise AlreadyExists(f"programme {c.programme_id} exists with other attributes")
-        return ProgrammeView.of(existing)
-    programme = work.add(
-        Programme(
-            programme_id=c.programme_id,
-            name=c.name,
-            fiscal_year=c.fiscal_year,
-            shares=[[s, bp] for s, bp in c.shares],
-            max_face_value_fen=c.max_face_value_fen,
-            provider_bonus_rate_bp=c.provider_bonus_rate_bp,
-            provider_bonus_source_id=c.provider_bonus_source_id,
-            provider_annual_cap_fen=c.provider_annual_cap_fen,
-            enterprise_annual_cap_fen=c.enterprise_annual_cap_fen,
-            actor=c.actor,
-        )
+    candidate = Programme(
+        programme_id=c.programme_id,
+        name=c.name,
+        fiscal_year=c.fiscal_year,
+        shares=[[s, bp] for s, bp in c.shares],
+        max_face_value_fen=c.max_face_value_fen,
+        provider_bonus_rate_bp=c.provider_bonus_rate_bp,
+        provider_bonus_source_id=c.provider_bonus_source_id,
+        provider_annual_cap_fen=c.provider_annual_cap_fen,
+        enterprise_annual_cap_fen=c.enterprise_annual_cap_fen,
+        actor=c.actor,
     )
-    return ProgrammeView.of(programme)
-
-
-def _programme_view(c: CreateProgramme) -> ProgrammeView:
-    return ProgrammeView(
-        c.programme_id,
-        c.name,
-        c.fiscal_year,
-        c.shares,
-        c.max_face_value_fen,
-        c.provider_bonus_rate_bp,
-        c.provider_bonus_source_id,
-        c.provider_annual_cap_fen,
-        c.enterprise_annual_cap_fen,
-    )
+    existing = work.find(Programme, candidate.id)
+    if existing is None:
+        return ProgrammeView.of(work.add(candidate))
+    if ProgrammeView.of(existing) != ProgrammeView.of(candidate):
+        raise AlreadyExists(f"programme {c.programme_id} exists with other attributes")
+    return ProgrammeView.of(existing)
 
 
 @dataclass(frozen=True)

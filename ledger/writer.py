@@ -190,6 +190,7 @@ class Writer:
                     handed_off = self._compute_batch(jobs)
             except BaseException as exc:  # keep the writer alive; fail what is left
                 log.exception("writer batch failed")
+                self._void_cache()  # whatever the batch changed in place is suspect
                 for job in jobs + redo:
                     if not job.done():
                         job.set_exception(exc)

@@ -189,3 +189,20 @@ def redeem(
 def log_length(app: VoucherLedger) -> int:
     """How many events the store holds (the last position)."""
     return app.recorder.max_notification_id() or 0
+
+
+PROGRAMME_DEFAULTS: dict[str, object] = {
+    "fiscal_year": 2026,
+    "max_face_value_fen": 5_000_000,
+    "provider_bonus_rate_bp": 500,
+    "provider_bonus_source_id": "city-2026",
+    "provider_annual_cap_fen": 50_000_000,
+    "enterprise_annual_cap_fen": 10_000_000,
+    "actor": OFFICER,
+}
+
+
+def add_programme(app: VoucherLedger, programme_id: str, shares: object, **overrides: object):  # type: ignore[no-untyped-def]
+    """Create a programme with the worked example's settings, except ``overrides``."""
+    kwargs = {**PROGRAMME_DEFAULTS, "name": programme_id, **overrides}
+    return app.create_programme(programme_id=programme_id, shares=shares, **kwargs)

@@ -18,6 +18,7 @@ from tests.conftest import (
     PROVIDER,
     PROVIDER_2,
     World,
+    add_programme,
     issue,
     log_length,
     redeem,
@@ -83,17 +84,15 @@ def test_a_programme_naming_an_unknown_source_is_not_found(
     refused(
         app,
         "not-found",
-        lambda: app.create_programme(
-            programme_id="p2",
+        lambda: add_programme(
+            app,
+            "p2",
+            [{"source_id": "nowhere", "share_bp": 5000}],
             name="P2",
-            fiscal_year=2026,
-            shares=[{"source_id": "nowhere", "share_bp": 5000}],
             max_face_value_fen=1,
             provider_bonus_rate_bp=0,
-            provider_bonus_source_id=world.city,
             provider_annual_cap_fen=0,
             enterprise_annual_cap_fen=0,
-            actor=OFFICER,
         ),
     )
 
@@ -102,20 +101,18 @@ def test_shares_over_10000_bp_are_refused(app: VoucherLedger, world: World) -> N
     refused(
         app,
         "validation-error",
-        lambda: app.create_programme(
-            programme_id="p2",
-            name="P2",
-            fiscal_year=2026,
-            shares=[
+        lambda: add_programme(
+            app,
+            "p2",
+            [
                 {"source_id": world.province, "share_bp": 6000},
                 {"source_id": world.city, "share_bp": 4001},
             ],
+            name="P2",
             max_face_value_fen=1,
             provider_bonus_rate_bp=0,
-            provider_bonus_source_id=world.city,
             provider_annual_cap_fen=0,
             enterprise_annual_cap_fen=0,
-            actor=OFFICER,
         ),
     )
 
@@ -135,17 +132,15 @@ def test_a_programme_cannot_draw_on_a_source_of_another_fiscal_year(
     refused(
         app,
         "validation-error",
-        lambda: app.create_programme(
-            programme_id="p2",
+        lambda: add_programme(
+            app,
+            "p2",
+            [{"source_id": "city-2025", "share_bp": 5000}],
             name="P2",
-            fiscal_year=2026,
-            shares=[{"source_id": "city-2025", "share_bp": 5000}],
             max_face_value_fen=1,
             provider_bonus_rate_bp=0,
-            provider_bonus_source_id=world.city,
             provider_annual_cap_fen=0,
             enterprise_annual_cap_fen=0,
-            actor=OFFICER,
         ),
     )
 
@@ -185,17 +180,15 @@ def test_a_service_date_after_valid_until_is_refused_as_expired(
 def test_a_voucher_beyond_the_available_appropriation_is_refused(
     app: VoucherLedger, world: World
 ) -> None:
-    app.create_programme(
-        programme_id="big",
+    add_programme(
+        app,
+        "big",
+        [{"source_id": world.city, "share_bp": 10_000}],
         name="Big",
-        fiscal_year=2026,
-        shares=[{"source_id": world.city, "share_bp": 10_000}],
         max_face_value_fen=10**12,
         provider_bonus_rate_bp=0,
-        provider_bonus_source_id=world.city,
         provider_annual_cap_fen=0,
         enterprise_annual_cap_fen=10**12,
-        actor=OFFICER,
     )
     issue(app, face_value_fen=49_000_000, programme_id="big")
     refused(
@@ -218,18 +211,7 @@ def test_a_voucher_can_only_be_held_by_an_enterprise(app: VoucherLedger, world: 
 def test_the_same_contract_of_a_provider_is_paid_once_across_programmes(
     app: VoucherLedger, world: World
 ) -> None:
-    app.create_programme(
-        programme_id="second",
-        name="Second",
-        fiscal_year=2026,
-        shares=[{"source_id": world.city, "share_bp": 5000}],
-        max_face_value_fen=5_000_000,
-        provider_bonus_rate_bp=500,
-        provider_bonus_source_id=world.city,
-        provider_annual_cap_fen=50_000_000,
-        enterprise_annual_cap_fen=10_000_000,
-        actor=OFFICER,
-    )
+    add_programme(app, "second", [{"source_id": world.city, "share_bp": 5000}], name="Second")
     redeem(app, issue(app), contract_no="HT-1", invoice_no="FP-1")
     other = issue(app, programme_id="second", holder=ENTERPRISE_2)
 
@@ -323,17 +305,12 @@ def test_the_expiry_sweep_releases_vouchers_past_their_date(
 def test_the_enterprise_annual_cap_limits_the_subsidy_then_refuses(
     app: VoucherLedger, world: World
 ) -> None:
-    app.create_programme(
-        programme_id="capped",
+    add_programme(
+        app,
+        "capped",
+        [{"source_id": world.city, "share_bp": 9000}],
         name="Capped",
-        fiscal_year=2026,
-        shares=[{"source_id": world.city, "share_bp": 9000}],
-        max_face_value_fen=5_000_000,
-        provider_bonus_rate_bp=500,
-        provider_bonus_source_id=world.city,
-        provider_annual_cap_fen=50_000_000,
         enterprise_annual_cap_fen=1_000_000,
-        actor=OFFICER,
     )
     voucher_id = issue(app, programme_id="capped", face_value_fen=5_000_000)
 
@@ -351,17 +328,12 @@ def test_the_enterprise_annual_cap_limits_the_subsidy_then_refuses(
 
 
 def test_the_provider_bonus_stops_at_the_annual_cap(app: VoucherLedger, world: World) -> None:
-    app.create_programme(
-        programme_id="bonus",
+    add_programme(
+        app,
+        "bonus",
+        [{"source_id": world.city, "share_bp": 1000}],
         name="Bonus",
-        fiscal_year=2026,
-        shares=[{"source_id": world.city, "share_bp": 1000}],
-        max_face_value_fen=5_000_000,
-        provider_bonus_rate_bp=500,
-        provider_bonus_source_id=world.city,
         provider_annual_cap_fen=60_000,
-        enterprise_annual_cap_fen=10_000_000,
-        actor=OFFICER,
     )
     voucher_id = issue(app, programme_id="bonus", face_value_fen=5_000_000)
 
