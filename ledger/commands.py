@@ -421,7 +421,7 @@ def claw_back(work: Work, c: ClawBack) -> RedemptionView:
     p_year = work.get(
         ProviderYear, ProviderYear.create_id(claim.provider_id, claim.fiscal_year), "provider year"
     )
-    voucher = work.get(Voucher, claim.voucher_id, "voucher")
+    voucher = work.latest(Voucher, claim.voucher_id, "voucher")
     claim.claw_back(c.reason_code, c.actor)
     for source_id, amount_fen in claim.splits:
         if amount_fen:

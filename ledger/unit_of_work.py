@@ -97,6 +97,19 @@ class Work:
             raise NotFound(f"{what} not found")
         return agg
 
+    def latest(self, cls: type[A], agg_id: UUID, what: str) -> A:
+        """An aggregate a command only reports on, never changes: no save would reveal that the
+        cached copy is stale, so read the store (or the cache, if a batch in flight is newer)."""
+        try:
+            stored = self._load(agg_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"{what} not found") from None
+        cached = self.touched.get(agg_id) or self.cache.get(agg_id)
+        latest = cached if cached is not None and cached.version >= stored.version else stored
+        if not isinstance(latest, cls):
+            raise NotFound(f"{what} not found")
+        return latest
+
     def claim_exists(self, cls: type[Aggregate], agg_id: UUID) -> bool:
         return self.find(cls, agg_id, ask_store=self.careful) is not None
 
