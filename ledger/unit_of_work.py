@@ -131,5 +131,11 @@ class Work:
             made.extend((agg_id, v) for v in range(start + 1, version + 1))
         return made
 
+    def read_set(self) -> list[tuple[UUID, int]]:
+        """(id, version) of every aggregate the work read but did not change."""
+        return [
+            (i, a.version) for i, a in self.touched.items() if a.version == self.base_version[i]
+        ]
+
     def changed(self) -> list[Aggregate]:
         return [a for i, a in self.touched.items() if a.version != self.base_version[i]]

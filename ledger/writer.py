@@ -95,6 +95,7 @@ class _Redo:
 class _Batch:
     generation: int
     events: list[StoredEvent]
+    read_set: list[tuple[UUID, int]]
     results: list[tuple[_Job, Any, list[EventKey] | None]]
     snapshots: list[tuple[UUID, int]]
 
@@ -132,11 +133,14 @@ class Writer:
         self.stats = WriterStats()
         self._generation = 0
         # Aggregates that commands read without writing (institutions, programmes) can be changed
-        # by another process without any conflict at save time. So before every batch the writer
-        # reads the log's head and the watched events since its last look, and evicts what
-        # changed: a freeze committed by any process binds every command that starts after it.
-        # A positive ``sync_interval_s`` saves those queries at the price of that much staleness.
-        self._watched_topics = list(watched_topics)
+        # by another process without any conflict at save time. The PostgreSQL recorder checks
+        # the batch's read set under its table lock (ledger/adapters/postgres.py). Elsewhere,
+        # before every batch the writer reads the log's head and the watched events since its
+        # last look, and evicts what changed; either way a freeze committed by any process binds
+        # every command that starts after it. A positive ``sync_interval_s`` saves the polling
+        # queries at the price of that much staleness.
+        self._validates_reads = bool(getattr(app.recorder, "validates_reads", False))
+        self._watched_topics = [] if self._validates_reads else list(watched_topics)
         self._sync_interval_s = sync_interval_s
         self._next_sync_s = 0.0
         self._seen_position = self._max_position()
@@ -228,7 +232,8 @@ class Writer:
             if generation != self._generation:  # built on a batch that failed meanwhile
                 return self._fall_back(work, jobs)
             self.cache.put_all(list(work.touched.values()))
-        self._commit_q.put(_Batch(generation, stored, results, self._snapshots_due(work, changed)))
+        due = self._snapshots_due(work, changed)
+        self._commit_q.put(_Batch(generation, stored, work.read_set(), results, due))
         return True
 
     def _fall_back(self, work: Work, jobs: list[_Job]) -> bool:
@@ -253,6 +258,13 @@ class Writer:
             work.begin_command()
             try:
                 value = job.fn(work, *job.args)
+            except LedgerError as exc:
+                self._discard_changed(work)
+                if not work.changed() and not self._reads_current(work):
+                    self._discard(work)
+                    continue  # refused on a stale copy: reload and decide again
+                job.set_exception(exc)
+                return
             except Exception as exc:
                 self._discard_changed(work)
                 job.set_exception(exc)
@@ -260,7 +272,7 @@ class Writer:
             made = work.command_events()
             changed = work.changed()
             try:
-                positions = self._insert(self._to_stored(changed))
+                positions = self._insert(self._to_stored(changed), work.read_set())
             except IntegrityError:
                 self._discard(work)
                 self.stats.retries += 1
@@ -302,7 +314,7 @@ class Writer:
             self._queue.put(_Redo(batch.jobs))
             return
         try:
-            positions = self._insert(batch.events)
+            positions = self._insert(batch.events, batch.read_set)
         except IntegrityError:
             self._void_cache()
             self.stats.fallbacks += 1
@@ -337,11 +349,19 @@ class Writer:
         to_stored = self.app.mapper.to_stored_event
         return [to_stored(e) for agg in changed for e in agg.collect_events()]
 
-    def _insert(self, stored: list[StoredEvent]) -> dict[EventKey, int]:
-        """Insert in one transaction; returns each event's notification id (its position)."""
+    def _insert(
+        self, stored: list[StoredEvent], read_set: list[tuple[UUID, int]]
+    ) -> dict[EventKey, int]:
+        """Insert in one transaction; returns each event's notification id (its position).
+        A recorder that validates reads refuses the insert if anything in ``read_set`` changed."""
         if not stored:
+            if self._validates_reads:  # refusals must rest on current state too
+                self.app.recorder.validate_reads(read_set)  # type: ignore[attr-defined]
             return {}
-        ids = self.app.recorder.insert_events(stored)
+        if self._validates_reads:
+            ids = self.app.recorder.insert_events(stored, read_set=read_set)
+        else:
+            ids = self.app.recorder.insert_events(stored)
         assert ids is not None and len(ids) == len(stored)
         return {
             (s.originator_id, s.originator_version): n  # type: ignore[misc]
@@ -362,6 +382,15 @@ class Writer:
         if self.app.snapshots is not None:
             for agg_id, version in due:
                 self.app.take_snapshot(agg_id, version=version)
+
+    def _reads_current(self, work: Work) -> bool:
+        if not self._validates_reads:
+            return True  # polled before the command instead (_sync_cache)
+        try:
+            self.app.recorder.validate_reads(work.read_set())  # type: ignore[attr-defined]
+        except IntegrityError:
+            return False
+        return True
 
     def _discard(self, work: Work) -> None:
         for agg_id in work.touched:

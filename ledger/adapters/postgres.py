@@ -8,7 +8,9 @@ the rows as an array of a composite type, which psycopg adapts row by row in Pyt
 
 This recorder's function does it all in one statement in its own implicit transaction: it takes
 the EXCLUSIVE lock (readers are not blocked), notifies, inserts and returns the notification ids;
-the rows travel as four arrays of plain types, adapted in C and sent in binary. Inserts use one
+the rows travel as four arrays of plain types, adapted in C and sent in binary. Under the same lock
+it checks that nothing the batch only *read* (a provider's frozen flag, a programme) has changed
+since: optimistic concurrency for reads, so another process's freeze binds at once. Inserts use one
 connection of their own instead of the pool: they are serialised by the table lock anyway, and a
 pool checkout costs as much as a third of the insert."""
 
@@ -26,17 +28,30 @@ from psycopg.sql import SQL, Identifier
 
 
 class LockingFunctionRecorder(PostgresApplicationRecorder):
+    # The writer passes what its commands read but did not write; this recorder checks it
+    # under the table lock, so the writer need not poll the log for other processes' changes.
+    validates_reads = True
+
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self.insert_function_name = f"{self.events_table_name}_insert"
         self.sql_create_statements.append(
             SQL(
                 "CREATE OR REPLACE FUNCTION {schema}.{function}("
-                "ids {id_type}[], versions bigint[], topics text[], states bytea[]) "
+                "ids {id_type}[], versions bigint[], topics text[], states bytea[], "
+                "read_ids {id_type}[], read_versions bigint[]) "
                 "RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$ "
                 "BEGIN "
                 "  SET LOCAL lock_timeout = '{lock_timeout}s'; "
                 "  LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
+                "  FOR i IN 1 .. coalesce(array_length(read_ids, 1), 0) LOOP "
+                "    PERFORM 1 FROM {schema}.{table} WHERE originator_id = read_ids[i] "
+                "      AND originator_version > read_versions[i]; "
+                "    IF FOUND THEN "
+                "      RAISE EXCEPTION 'aggregate % changed after this batch read it', "
+                "        read_ids[i] USING ERRCODE = 'serialization_failure'; "
+                "    END IF; "
+                "  END LOOP; "
                 "  NOTIFY {channel}; "
                 "  RETURN QUERY INSERT INTO {schema}.{table} "
                 "    (originator_id, originator_version, topic, state) "
@@ -52,9 +67,18 @@ class LockingFunctionRecorder(PostgresApplicationRecorder):
                 channel=Identifier(self.channel_name),
             )
         )
+        self.sql_changed_reads = SQL(
+            "SELECT r.id FROM unnest(%b::{id_type}[], %b::bigint[]) AS r(id, version) "
+            "WHERE EXISTS (SELECT 1 FROM {schema}.{table} AS t "
+            "WHERE t.originator_id = r.id AND t.originator_version > r.version) LIMIT 1"
+        ).format(
+            id_type=SQL(self.datastore.originator_id_type),
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.events_table_name),
+        )
         self._insert_conn: psycopg.Connection[Any] | None = None
         self._insert_lock = threading.Lock()
-        self.sql_insert = SQL("SELECT * FROM {schema}.{function}(%b, %b, %b, %b)").format(
+        self.sql_insert = SQL("SELECT * FROM {schema}.{function}(%b, %b, %b, %b, %b, %b)").format(
             schema=Identifier(self.datastore.schema),
             function=Identifier(self.insert_function_name),
         )
@@ -63,13 +87,19 @@ class LockingFunctionRecorder(PostgresApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        """Insert ``stored_events`` unless an aggregate in ``read_set`` (pairs of id and the
+        version the command decided on) has a newer event: then nothing is stored and the
+        store answers IntegrityError, as it does when a written aggregate lost a race."""
         if not stored_events:
             return []
+        read_set: Sequence[tuple[Any, int]] = kwargs.get("read_set", ())
         params = (
             [e.originator_id for e in stored_events],
             [e.originator_version for e in stored_events],
             [e.topic for e in stored_events],
             [e.state for e in stored_events],
+            [agg_id for agg_id, _ in read_set],
+            [version for _, version in read_set],
         )
         with self._insert_lock:
             try:
@@ -77,11 +107,29 @@ class LockingFunctionRecorder(PostgresApplicationRecorder):
                 with conn.cursor() as curs:
                     curs.execute(self.sql_insert, params, prepare=True)
                     return [row[0] for row in curs.fetchall()]
-            except psycopg.IntegrityError as exc:
+            except (psycopg.IntegrityError, psycopg.errors.SerializationFailure) as exc:
                 raise IntegrityError(str(exc)) from exc
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self.close_insert_connection()
                 raise OperationalError(str(exc)) from exc
+
+    def validate_reads(self, read_set: Sequence[tuple[Any, int]]) -> None:
+        """Raise IntegrityError if an aggregate in ``read_set`` has an event newer than the
+        version read: for a batch that was refused outright and so inserts nothing."""
+        if not read_set:
+            return
+        params = ([agg_id for agg_id, _ in read_set], [version for _, version in read_set])
+        with self._insert_lock:
+            try:
+                conn = self._connection()
+                with conn.cursor() as curs:
+                    curs.execute(self.sql_changed_reads, params, prepare=True)
+                    changed = curs.fetchone()
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self.close_insert_connection()
+                raise OperationalError(str(exc)) from exc
+        if changed is not None:
+            raise IntegrityError(f"aggregate {changed[0]} changed after it was read")
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._insert_conn is None or self._insert_conn.closed:
