@@ -72,7 +72,7 @@ class VoucherLedger(Application[UUID]):
         *,
         clock: Callable[[], dt.date] | None = None,
         max_batch: int = 256,
-        sync_interval_s: float = 0.0,
+        sync_interval_ms: int = 0,
     ) -> None:
         self.settings = settings or Settings.from_env()
         super().__init__(env=self.settings.eventsourcing_env())
@@ -80,7 +80,7 @@ class VoucherLedger(Application[UUID]):
         self.writer = Writer(
             self,
             max_batch=max_batch,
-            sync_interval_s=sync_interval_s,
+            sync_interval_ms=sync_interval_ms,
             watched_topics=_topics_of(Institution, Programme, FundingSource),
         )
 

@@ -123,7 +123,7 @@ class Writer:
         max_retries: int = 12,
         cache_size: int = 200_000,
         watched_topics: Sequence[str] = (),
-        sync_interval_s: float = 0.0,
+        sync_interval_ms: int = 0,
     ) -> None:
         assert 1 <= max_batch <= 10_000 and 1 <= max_retries <= 100
         self.app = app
@@ -137,11 +137,11 @@ class Writer:
         # the batch's read set under its table lock (ledger/adapters/postgres.py). Elsewhere,
         # before every batch the writer reads the log's head and the watched events since its
         # last look, and evicts what changed; either way a freeze committed by any process binds
-        # every command that starts after it. A positive ``sync_interval_s`` saves the polling
+        # every command that starts after it. A positive ``sync_interval_ms`` saves the polling
         # queries at the price of that much staleness.
         self._validates_reads = bool(getattr(app.recorder, "validates_reads", False))
         self._watched_topics = [] if self._validates_reads else list(watched_topics)
-        self._sync_interval_s = sync_interval_s
+        self._sync_interval_s = sync_interval_ms / 1000
         self._next_sync_s = 0.0
         self._seen_position = self._max_position()
         self._queue: queue.SimpleQueue[_Job | _Redo | None] = queue.SimpleQueue()
