@@ -16,6 +16,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic
 
 from ledger import commands as cmd
+from ledger.adapters.postgres import schema_creation_lock
 from ledger.caps import EnterpriseYear, ProviderYear
 from ledger.claims import ContractClaim
 from ledger.errors import NotFound, ValidationError
@@ -75,7 +76,12 @@ class VoucherLedger(Application[UUID]):
         sync_interval_ms: int = 0,
     ) -> None:
         self.settings = settings or Settings.from_env()
-        super().__init__(env=self.settings.eventsourcing_env())
+        env = self.settings.eventsourcing_env()
+        if self.settings.backend == "postgres":
+            with schema_creation_lock(env):
+                super().__init__(env=env)
+        else:
+            super().__init__(env=env)
         self.today = clock or dt.date.today
         self.writer = Writer(
             self,

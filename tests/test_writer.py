@@ -146,3 +146,30 @@ def test_a_long_provider_year_is_snapshotted_and_reloads_to_the_same_totals(
         assert reloaded.redeemed_contract_fen == sum(10_000 + i for i in range(7))
     finally:
         app.close()
+
+
+def test_several_ledgers_can_open_a_fresh_postgresql_schema_at_once(pg_schema_url: str) -> None:
+    """Server workers start together; creating the tables and functions must not race."""
+    barrier = threading.Barrier(6)
+    opened: list[VoucherLedger] = []
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        barrier.wait()
+        try:
+            opened.append(VoucherLedger(Settings(database_url=pg_schema_url)))
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        open_worked_example(opened[0])
+        assert opened[-1].funding_source("city-2026").appropriation_fen == 50_000_000
+    finally:
+        for app in opened:
+            app.close()
