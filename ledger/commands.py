@@ -277,7 +277,8 @@ def redeem(work: Work, c: Redeem) -> RedemptionView:
     splits = list(zip(sources, decision.splits, strict=True))
     # All checks passed: from here on, only verbs.
     claim = work.add(
-        ContractClaim(
+        ContractClaim.claim(
+            claim_id,
             provider_id=c.provider_id,
             contract_no=c.contract_no,
             invoice_no=c.invoice_no,
@@ -313,7 +314,8 @@ def redeem(work: Work, c: Redeem) -> RedemptionView:
         rules.VOUCHER_COFUNDING.ref,
     )
     work.add(
-        InvoiceClaim(
+        InvoiceClaim.claim(
+            invoice_id,
             invoice_no=c.invoice_no,
             provider_id=c.provider_id,
             redemption_id=claim.id,

@@ -23,10 +23,10 @@ class Rule:
     source: str
     params: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def ref(self) -> str:
-        """``id@version``, the form recorded in events."""
-        return f"{self.id}@{self.version}"
+    ref: str = field(init=False)  # ``id@version``, the form recorded in events
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ref", f"{self.id}@{self.version}")
 
 
 VOUCHER_COFUNDING = Rule(
