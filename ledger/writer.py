@@ -6,18 +6,27 @@ is bounded by transactions per second, not rows (LIBRARY_NOTES.md). The writer t
 command waiting (up to ``max_batch``), runs each against cached aggregates and stores all their
 events with one insert. A command stays atomic: its events commit together or not at all.
 
+On PostgreSQL the committer keeps two batches at the server at once (libpq pipeline mode, one
+transaction each, run in the order sent), so the table lock passes from one batch to the next
+without a round trip to this process in between.
+
 When a batch cannot commit (a duplicate claim, or another process changed an aggregate), every
 batch built on top of it is void too: the committer bumps the *generation*, clears the cache and
 sends the commands back; the writer then runs them one by one in careful mode, retrying lost races
-with jitter. Callers only ever see business errors."""
+with jitter. A batch already at the server that was built on the failed one is refused there: the
+insert function accepts no event that follows no stored event, and no decision taken on a version
+that is not the latest. Callers only ever see business errors."""
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import random
+import select
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +43,7 @@ log = logging.getLogger(__name__)
 
 Command = Callable[..., Any]
 EventKey = tuple[UUID, int]
+PIPELINE_DEPTH = 2  # batches at the server at once
 
 
 @dataclass
@@ -150,6 +160,13 @@ class Writer:
         # commands off the queue, so everything that arrives while a batch commits goes into
         # the next batch instead of a batch of one that then sits waiting.
         self._slot = threading.Lock()  # a binary semaphore that another thread may release
+        # A pipelining committer waits on its socket and on this pipe, which the writer
+        # writes to whenever it queues something for the committer.
+        pipelined = getattr(app.recorder, "pipelined_inserter", None) is not None
+        self._wake_r: int | None = None
+        self._wake_w: int | None = None
+        if pipelined:
+            self._wake_r, self._wake_w = os.pipe()
         self._closed = False
         self._threads = [
             threading.Thread(target=self._compute_loop, name="ledger-writer", daemon=True),
@@ -173,6 +190,9 @@ class Writer:
             self._queue.put(None)
             for thread in self._threads:
                 thread.join(timeout=30)
+            for fd in (self._wake_r, self._wake_w):
+                if fd is not None:
+                    os.close(fd)
 
     # ---- compute thread ------------------------------------------------------------------
     def _compute_loop(self) -> None:
@@ -202,7 +222,7 @@ class Writer:
                 if not handed_off:
                     self._slot.release()
             if items[-1] is None:
-                self._commit_q.put(None)
+                self._to_committer(None)
                 return
 
     def _compute_batch(self, jobs: list[_Job]) -> bool:
@@ -233,7 +253,7 @@ class Writer:
                 return self._fall_back(work, jobs)
             self.cache.put_all(list(work.touched.values()))
         due = self._snapshots_due(work, changed)
-        self._commit_q.put(_Batch(generation, stored, work.read_set(), results, due))
+        self._to_committer(_Batch(generation, stored, work.read_set(), results, due))
         return True
 
     def _fall_back(self, work: Work, jobs: list[_Job]) -> bool:
@@ -246,7 +266,7 @@ class Writer:
         # Nothing may be in flight: careful commands must see only committed state.
         drain = _Drain()
         drain.done.acquire()
-        self._commit_q.put(drain)
+        self._to_committer(drain)
         drain.done.acquire()
         for job in jobs:
             self._run_careful(job)
@@ -292,7 +312,20 @@ class Writer:
         job.set_exception(Busy(f"gave up after {self.max_retries} conflicting attempts"))
 
     # ---- commit thread -------------------------------------------------------------------
+    def _to_committer(self, item: _Batch | _Drain | None) -> None:
+        self._commit_q.put(item)
+        if self._wake_w is not None:
+            os.write(self._wake_w, b"x")
+
     def _commit_loop(self) -> None:
+        make = getattr(self.app.recorder, "pipelined_inserter", None)
+        if make is not None:
+            inserter = make()
+            try:
+                self._pipelined_commit_loop(inserter)
+            finally:
+                inserter.close()
+            return
         while True:
             batch = self._commit_q.get()
             if batch is None:
@@ -309,6 +342,77 @@ class Writer:
                     if not job.done():
                         job.set_exception(exc)
 
+    def _pipelined_commit_loop(self, inserter: Any) -> None:
+        """Keep up to ``PIPELINE_DEPTH`` batches at the server at once (see PipelinedInserter):
+        send what is queued, deliver what has completed, in order."""
+        in_flight: deque[_Batch] = deque()
+        assert self._wake_r is not None
+        while True:
+            while len(in_flight) < PIPELINE_DEPTH:
+                try:
+                    item = self._commit_q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None or isinstance(item, _Drain):
+                    self._settle_all(inserter, in_flight)
+                    if item is None:
+                        return
+                    item.done.release()
+                    continue
+                self._slot.release()
+                if item.generation != self._generation:
+                    self._queue.put(_Redo(item.jobs))
+                elif not item.events:  # only refusals: settle in order, then check reads
+                    self._settle_all(inserter, in_flight)
+                    self._commit_guarded(item)
+                else:
+                    inserter.send(item.events, item.read_set)
+                    in_flight.append(item)
+            watch = [self._wake_r, inserter.fileno()] if in_flight else [self._wake_r]
+            ready, _, _ = select.select(watch, [], [], 1.0)
+            if self._wake_r in ready:
+                os.read(self._wake_r, 4096)
+            self._settle_ready(inserter, in_flight)
+
+    def _settle_ready(self, inserter: Any, in_flight: deque[_Batch]) -> None:
+        for outcome in inserter.poll():
+            batch = in_flight.popleft()
+            self._settle(batch, outcome)
+
+    def _settle_all(self, inserter: Any, in_flight: deque[_Batch]) -> None:
+        while in_flight:
+            select.select([inserter.fileno()], [], [], 1.0)
+            self._settle_ready(inserter, in_flight)
+
+    def _settle(self, batch: _Batch, outcome: Any) -> None:
+        try:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            positions: dict[EventKey, int] = {
+                (s.originator_id, s.originator_version): n  # type: ignore[misc]
+                for s, n in zip(batch.events, outcome, strict=True)
+            }
+            self._deliver(batch, positions)
+        except IntegrityError:
+            self._void_cache()
+            self.stats.fallbacks += 1
+            self._queue.put(_Redo(batch.jobs))
+        except BaseException as exc:
+            self._void_cache()
+            log.exception("commit failed")
+            for job in batch.jobs:
+                if not job.done():
+                    job.set_exception(exc)
+
+    def _commit_guarded(self, batch: _Batch) -> None:
+        try:
+            self._commit(batch)
+        except BaseException as exc:
+            log.exception("commit failed")
+            for job in batch.jobs:
+                if not job.done():
+                    job.set_exception(exc)
+
     def _commit(self, batch: _Batch) -> None:
         if batch.generation != self._generation:
             self._queue.put(_Redo(batch.jobs))
@@ -323,6 +427,9 @@ class Writer:
         except BaseException:
             self._void_cache()
             raise
+        self._deliver(batch, positions)
+
+    def _deliver(self, batch: _Batch, positions: dict[EventKey, int]) -> None:
         self._take_snapshots(batch.snapshots)
         self.stats.batches += 1
         self.stats.commands += len(batch.results)

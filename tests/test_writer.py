@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 
 from ledger.application import VoucherLedger
 from ledger.caps import ProviderYear
@@ -15,7 +16,16 @@ from ledger.errors import InsufficientFunds, LedgerError
 from ledger.funding import FundingSource
 from ledger.settings import Settings
 from ledger.unit_of_work import Work
-from tests.conftest import PROVIDER, TODAY, World, issue, log_length, open_worked_example, redeem
+from tests.conftest import (
+    PROVIDER,
+    PROVIDER_2,
+    TODAY,
+    World,
+    issue,
+    log_length,
+    open_worked_example,
+    redeem,
+)
 
 
 def test_a_claim_made_by_another_process_is_refused_as_a_duplicate(
@@ -173,3 +183,35 @@ def test_several_ledgers_can_open_a_fresh_postgresql_schema_at_once(pg_schema_ur
     finally:
         for app in opened:
             app.close()
+
+
+def test_postgresql_refuses_an_event_that_follows_no_stored_event(pg_schema_url: str) -> None:
+    """A batch built on one that failed must store neither version 3 after version 1, nor
+    anything decided on a version that is not the latest."""
+    app = VoucherLedger(Settings(database_url=pg_schema_url), clock=lambda: TODAY)
+    try:
+        year = ProviderYear(provider_id=PROVIDER, fiscal_year=2026, actor="t")
+        app.recorder.insert_events([app.mapper.to_stored_event(e) for e in year.collect_events()])
+        for _ in range(2):
+            year.accrue(
+                contract_amount_fen=1,
+                subsidy_fen=0,
+                bonus_fen=0,
+                redemption_id=year.id,
+                rule="r",
+                actor="t",
+            )
+        version_3 = [app.mapper.to_stored_event(e) for e in year.collect_events()][1:]
+        other = ProviderYear(provider_id=PROVIDER_2, fiscal_year=2026, actor="t")
+        other_events = [app.mapper.to_stored_event(e) for e in other.collect_events()]
+        before = log_length(app)
+
+        with pytest.raises(IntegrityError):
+            app.recorder.insert_events(version_3)
+        with pytest.raises(IntegrityError):  # decided on version 2, which was never stored
+            app.recorder.insert_events(other_events, read_set=[(year.id, 2)])
+
+        assert log_length(app) == before
+        assert [e.originator_version for e in app.events.get(year.id)] == [1]
+    finally:
+        app.close()
