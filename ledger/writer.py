@@ -213,11 +213,8 @@ class Writer:
                 if jobs:
                     handed_off = self._compute_batch(jobs)
             except BaseException as exc:  # keep the writer alive; fail what is left
-                log.exception("writer batch failed")
                 self._void_cache()  # whatever the batch changed in place is suspect
-                for job in jobs + redo:
-                    if not job.done():
-                        job.set_exception(exc)
+                _fail(jobs + redo, exc)
             finally:
                 if not handed_off:
                     self._slot.release()
@@ -334,13 +331,7 @@ class Writer:
                 batch.done.release()
                 continue
             self._slot.release()
-            try:
-                self._commit(batch)
-            except BaseException as exc:
-                log.exception("commit failed")
-                for job in batch.jobs:
-                    if not job.done():
-                        job.set_exception(exc)
+            self._commit_guarded(batch)
 
     def _pipelined_commit_loop(self, inserter: Any) -> None:
         """Keep up to ``PIPELINE_DEPTH`` batches at the server at once (see PipelinedInserter):
@@ -399,19 +390,13 @@ class Writer:
             self._queue.put(_Redo(batch.jobs))
         except BaseException as exc:
             self._void_cache()
-            log.exception("commit failed")
-            for job in batch.jobs:
-                if not job.done():
-                    job.set_exception(exc)
+            _fail(batch.jobs, exc)
 
     def _commit_guarded(self, batch: _Batch) -> None:
         try:
             self._commit(batch)
         except BaseException as exc:
-            log.exception("commit failed")
-            for job in batch.jobs:
-                if not job.done():
-                    job.set_exception(exc)
+            _fail(batch.jobs, exc)
 
     def _commit(self, batch: _Batch) -> None:
         if batch.generation != self._generation:
@@ -535,3 +520,11 @@ class Writer:
 def _last_position(made: list[EventKey], positions: dict[EventKey, int]) -> int | None:
     found = [positions[key] for key in made if key in positions]
     return max(found) if found else None
+
+
+def _fail(jobs: list[_Job], exc: BaseException) -> None:
+    """An unexpected failure (not a business refusal): log it and hand it to every caller left."""
+    log.exception("writer failed", exc_info=exc)
+    for job in jobs:
+        if not job.done():
+            job.set_exception(exc)

@@ -23,7 +23,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+from eventsourcing.persistence import (
+    DatabaseError,
+    IntegrityError,
+    OperationalError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg import pq
@@ -116,9 +121,14 @@ class LockingFunctionRecorder(PostgresApplicationRecorder):
         )
         self._insert_conn: psycopg.Connection[Any] | None = None
         self._insert_lock = threading.Lock()
-        self.sql_insert = SQL("SELECT * FROM {schema}.{function}(%b, %b, %b, %b, %b, %b)").format(
+        # Parameters travel as array literals (see insert_params), on both insert paths.
+        self.sql_insert = SQL(
+            "SELECT * FROM {schema}.{function}($1::{id_type}[], $2::bigint[], $3::text[], "
+            "$4::bytea[], $5::{id_type}[], $6::bigint[])"
+        ).format(
             schema=Identifier(self.datastore.schema),
             function=Identifier(self.insert_function_name),
+            id_type=SQL(self.datastore.originator_id_type),
         )
 
     @retry(OperationalError, max_attempts=10, wait=0.2)
@@ -131,20 +141,14 @@ class LockingFunctionRecorder(PostgresApplicationRecorder):
         if not stored_events:
             return []
         read_set: Sequence[tuple[Any, int]] = kwargs.get("read_set", ())
-        params = (
-            [e.originator_id for e in stored_events],
-            [e.originator_version for e in stored_events],
-            [e.topic for e in stored_events],
-            [e.state for e in stored_events],
-            [agg_id for agg_id, _ in read_set],
-            [version for _, version in read_set],
-        )
+        params = insert_params(stored_events, read_set)
         with self._insert_lock:
             try:
                 conn = self._connection()
-                with conn.cursor() as curs:
-                    curs.execute(self.sql_insert, params, prepare=True)
-                    return [row[0] for row in curs.fetchall()]
+                outcome = result_outcome(_exec(conn, self.sql_insert.as_bytes(conn), params))
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                return outcome
             except (psycopg.IntegrityError, psycopg.errors.SerializationFailure) as exc:
                 raise IntegrityError(str(exc)) from exc
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
@@ -175,17 +179,69 @@ class LockingFunctionRecorder(PostgresApplicationRecorder):
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._insert_conn is None or self._insert_conn.closed:
-            kwargs: dict[str, Any] = dict(self.datastore.pool.kwargs)  # type: ignore[arg-type]
-            kwargs.pop("row_factory", None)
-            self._insert_conn = psycopg.Connection.connect(
-                autocommit=True, connect_timeout=10, **kwargs
-            )
+            self._insert_conn = own_connection(self.datastore)
         return self._insert_conn
 
     def close_insert_connection(self) -> None:
         if self._insert_conn is not None:
             self._insert_conn.close()
             self._insert_conn = None
+
+
+def own_connection(datastore: PostgresDatastore) -> psycopg.Connection[Any]:
+    """A connection outside the pool, with the pool's settings, in autocommit mode."""
+    kwargs: dict[str, Any] = dict(datastore.pool.kwargs)  # type: ignore[arg-type]
+    kwargs.pop("row_factory", None)
+    return psycopg.Connection.connect(autocommit=True, connect_timeout=10, **kwargs)
+
+
+def insert_params(
+    stored: Sequence[StoredEvent], read_set: Sequence[tuple[Any, int]]
+) -> list[bytes | None]:
+    """The insert function's six arrays as text literals: building them here costs less than
+    psycopg adapting lists element by element in Python."""
+    return [
+        _array(str(e.originator_id) for e in stored).encode(),
+        _array(str(e.originator_version) for e in stored).encode(),
+        _array(_quoted(e.topic) for e in stored).encode(),
+        _array(f'"\\\\x{e.state.hex()}"' for e in stored).encode(),
+        _array(str(agg_id) for agg_id, _ in read_set).encode(),
+        _array(str(version) for _, version in read_set).encode(),
+    ]
+
+
+def result_outcome(data: pq.abc.PGresult | None) -> list[int] | BaseException:
+    """Notification ids from an insert's result, or the error it stands for: IntegrityError
+    when it lost a race (unique violation, or a read that is no longer current)."""
+    if data is not None and data.status == pq.ExecStatus.TUPLES_OK:
+        return [int(data.get_value(i, 0) or b"0") for i in range(data.ntuples)]
+    if data is None:
+        return OperationalError("no result for an insert")
+    sqlstate = data.error_field(pq.DiagnosticField.SQLSTATE) or b""
+    message = data.get_error_message()
+    if sqlstate in (b"23505", b"40001"):
+        return IntegrityError(message)
+    if sqlstate.startswith(b"08") or sqlstate in (b"55P03", b"57014"):
+        return OperationalError(message)  # connection lost, lock or statement timeout: retried
+    return DatabaseError(message)
+
+
+def _exec(conn: psycopg.Connection[Any], sql: bytes, params: list[bytes | None]) -> Any:
+    """Run one statement, waiting for its result without holding the interpreter lock."""
+    pg = conn.pgconn
+    pg.send_query_params(sql, params, result_format=0)
+    while pg.flush():
+        select.select([], [pg.socket], [], 1.0)
+    result = None
+    while True:
+        pg.consume_input()
+        if pg.is_busy():
+            select.select([pg.socket], [], [], 1.0)
+            continue
+        got = pg.get_result()
+        if got is None:
+            return result
+        result = result or got
 
 
 def _array(items: Iterable[str]) -> str:
@@ -211,19 +267,9 @@ class PipelinedInserter:
 
     def __init__(self, recorder: LockingFunctionRecorder) -> None:
         self.recorder = recorder
-        kwargs: dict[str, Any] = dict(recorder.datastore.pool.kwargs)  # type: ignore[arg-type]
-        kwargs.pop("row_factory", None)
-        self.conn = psycopg.Connection.connect(autocommit=True, connect_timeout=10, **kwargs)
+        self.conn = own_connection(recorder.datastore)
         self.pg = self.conn.pgconn
-        sql = SQL(
-            "SELECT * FROM {schema}.{function}($1::{id_type}[], $2::bigint[], $3::text[], "
-            "$4::bytea[], $5::{id_type}[], $6::bigint[])"
-        ).format(
-            schema=Identifier(recorder.datastore.schema),
-            function=Identifier(recorder.insert_function_name),
-            id_type=SQL(recorder.datastore.originator_id_type),
-        )
-        result = self.pg.prepare(self.STATEMENT, sql.as_bytes(self.conn), None)
+        result = self.pg.prepare(self.STATEMENT, recorder.sql_insert.as_bytes(self.conn), None)
         if result.status != pq.ExecStatus.COMMAND_OK:
             raise OperationalError(result.get_error_message())
         self.pg.enter_pipeline_mode()
@@ -231,15 +277,7 @@ class PipelinedInserter:
         self._data: pq.abc.PGresult | None = None
 
     def send(self, stored: Sequence[StoredEvent], read_set: Sequence[tuple[Any, int]]) -> None:
-        params = [
-            _array(str(e.originator_id) for e in stored).encode(),
-            _array(str(e.originator_version) for e in stored).encode(),
-            _array(_quoted(e.topic) for e in stored).encode(),
-            _array(f'"\\\\x{e.state.hex()}"' for e in stored).encode(),
-            _array(str(agg_id) for agg_id, _ in read_set).encode(),
-            _array(str(version) for _, version in read_set).encode(),
-        ]
-        self.pg.send_query_prepared(self.STATEMENT, params, None, 0)
+        self.pg.send_query_prepared(self.STATEMENT, insert_params(stored, read_set), None, 0)
         self.pg.pipeline_sync()
         while self.pg.flush():  # 1: not all sent yet
             select.select([], [self.pg.socket], [], 1.0)
@@ -258,24 +296,12 @@ class PipelinedInserter:
             if result is None:  # end of one statement's results
                 continue
             if result.status == pq.ExecStatus.PIPELINE_SYNC:
-                outcomes.append(self._outcome(self._data))
+                outcomes.append(result_outcome(self._data))
                 self._data = None
                 self.in_flight -= 1
             elif self._data is None:
                 self._data = result
         return outcomes
-
-    @staticmethod
-    def _outcome(data: pq.abc.PGresult | None) -> list[int] | BaseException:
-        if data is not None and data.status == pq.ExecStatus.TUPLES_OK:
-            return [int(data.get_value(i, 0) or b"0") for i in range(data.ntuples)]
-        if data is None:
-            return OperationalError("no result for a pipelined insert")
-        sqlstate = data.error_field(pq.DiagnosticField.SQLSTATE) or b""
-        message = data.get_error_message()
-        if sqlstate in (b"23505", b"40001"):
-            return IntegrityError(message)
-        return OperationalError(message)
 
     def close(self) -> None:
         self.conn.close()
