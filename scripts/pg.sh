@@ -37,6 +37,9 @@ start() {
   fi
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
+  chmod 755 "$dir"
+  # The server binaries run as `postgres`, who may not be able to enter the caller's folder.
+  cd "$dir"
   if [ "$(id -u)" = 0 ]; then
     id postgres >/dev/null 2>&1 || useradd --system --home "$dir" postgres
     chown postgres "$dir"
@@ -60,6 +63,7 @@ stop() {
   local bin
   bin=$(find_bin) || return 0
   [ -d "$dir/data" ] || return 0
+  cd "$dir"
   as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >&2 || true
 }
 
