@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 Command = Callable[..., Any]
 EventKey = tuple[UUID, int]
 PIPELINE_DEPTH = 2  # batches at the server at once
+RECONNECT_WAIT_S = 0.5
 
 
 @dataclass
@@ -317,11 +318,7 @@ class Writer:
     def _commit_loop(self) -> None:
         make = getattr(self.app.recorder, "pipelined_inserter", None)
         if make is not None:
-            inserter = make()
-            try:
-                self._pipelined_commit_loop(inserter)
-            finally:
-                inserter.close()
+            self._pipelined_commit_forever(make)
             return
         while True:
             batch = self._commit_q.get()
@@ -333,10 +330,31 @@ class Writer:
             self._slot.release()
             self._commit_guarded(batch)
 
-    def _pipelined_commit_loop(self, inserter: Any) -> None:
+    def _pipelined_commit_forever(self, make: Callable[[], Any]) -> None:
+        """Run the pipelined committer; when its connection fails, the callers of the batches
+        at the server get the error (their outcome is unknown: never a false answer), and a new
+        connection takes over."""
+        in_flight: deque[_Batch] = deque()
+        while True:
+            try:
+                inserter = make()
+            except Exception:
+                log.exception("cannot connect the committer; retrying")
+                time.sleep(RECONNECT_WAIT_S)
+                continue
+            try:
+                self._pipelined_commit_loop(inserter, in_flight)
+                return
+            except Exception as exc:
+                self._void_cache()
+                _fail([job for batch in in_flight for job in batch.jobs], exc)
+                in_flight.clear()
+            finally:
+                inserter.close()
+
+    def _pipelined_commit_loop(self, inserter: Any, in_flight: deque[_Batch]) -> None:
         """Keep up to ``PIPELINE_DEPTH`` batches at the server at once (see PipelinedInserter):
         send what is queued, deliver what has completed, in order."""
-        in_flight: deque[_Batch] = deque()
         assert self._wake_r is not None
         while True:
             while len(in_flight) < PIPELINE_DEPTH:
@@ -357,8 +375,8 @@ class Writer:
                     self._settle_all(inserter, in_flight)
                     self._commit_guarded(item)
                 else:
+                    in_flight.append(item)  # first: if sending fails, its callers are told
                     inserter.send(item.events, item.read_set)
-                    in_flight.append(item)
             watch = [self._wake_r, inserter.fileno()] if in_flight else [self._wake_r]
             ready, _, _ = select.select(watch, [], [], 1.0)
             if self._wake_r in ready:
@@ -471,9 +489,13 @@ class Writer:
         return due
 
     def _take_snapshots(self, due: list[tuple[UUID, int]]) -> None:
-        if self.app.snapshots is not None:
-            for agg_id, version in due:
+        if self.app.snapshots is None:
+            return
+        for agg_id, version in due:
+            try:
                 self.app.take_snapshot(agg_id, version=version)
+            except Exception:  # a snapshot only saves replay time; the events are stored
+                log.exception("snapshot of %s at version %d failed", agg_id, version)
 
     def _reads_current(self, work: Work) -> bool:
         if not self._validates_reads:

@@ -7,11 +7,13 @@ import threading
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError
 
 from ledger.application import VoucherLedger
 from ledger.caps import ProviderYear
+from ledger.claims import ContractClaim
 from ledger.errors import InsufficientFunds, LedgerError
 from ledger.funding import FundingSource
 from ledger.settings import Settings
@@ -213,5 +215,42 @@ def test_postgresql_refuses_an_event_that_follows_no_stored_event(pg_schema_url:
 
         assert log_length(app) == before
         assert [e.originator_version for e in app.events.get(year.id)] == [1]
+    finally:
+        app.close()
+
+
+def test_the_writer_recovers_when_its_postgresql_connection_is_killed(
+    pg_schema_url: str,
+) -> None:
+    app = VoucherLedger(Settings(database_url=pg_schema_url), clock=lambda: TODAY)
+    try:
+        open_worked_example(app)
+        voucher_id = issue(app, face_value_fen=5_000_000)
+        redeem(app, voucher_id, contract_no="C-0", amount_fen=1_000)
+        with psycopg.connect(pg_schema_url.split("?")[0], autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND datname = current_database()"
+            ).fetchone()
+        assert killed is not None and killed[0] >= 1
+
+        outcomes: list[str] = []
+
+        def redeem_five() -> None:  # the first may meet the dead connection: an error, no hang
+            for i in range(1, 6):
+                try:
+                    redeem(app, voucher_id, contract_no=f"C-{i}", amount_fen=1_000)
+                    outcomes.append("ok")
+                except Exception as exc:
+                    outcomes.append(type(exc).__name__)
+
+        caller = threading.Thread(target=redeem_five, daemon=True)
+        caller.start()
+        caller.join(timeout=60)
+
+        assert not caller.is_alive(), f"redemptions hang after {outcomes}"
+        assert outcomes[-1] == "ok", outcomes
+        stored = app.redemption(ContractClaim.create_id(PROVIDER, f"C-{outcomes.index('ok') + 1}"))
+        assert stored.contract_amount_fen == 1_000
     finally:
         app.close()
