@@ -10,6 +10,7 @@ import datetime as dt
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -74,6 +75,16 @@ def make_app(store_url: str) -> Iterator[AppFactory]:
 
     yield factory
     for app in opened:
+        app.close()
+
+
+@contextmanager
+def open_ledger(url: str, cls: type[VoucherLedger] = VoucherLedger) -> Iterator[VoucherLedger]:
+    """A ledger on ``url`` with the tests' clock, closed however the block ends."""
+    app = cls(Settings(database_url=url), clock=lambda: TODAY)
+    try:
+        yield app
+    finally:
         app.close()
 
 

@@ -7,8 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ledger.application import VoucherLedger
-from ledger.settings import Settings
+from tests.conftest import open_ledger
 
 
 def run_cli(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
@@ -21,11 +20,8 @@ def run_cli(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
 
 
 def count_events(database_url: str) -> int:
-    app = VoucherLedger(Settings(database_url=database_url))
-    try:
+    with open_ledger(database_url) as app:
         return app.recorder.max_notification_id() or 0
-    finally:
-        app.close()
 
 
 def test_the_demo_loads_the_worked_example_and_a_second_run_changes_nothing(

@@ -21,10 +21,10 @@ from ledger.unit_of_work import Work
 from tests.conftest import (
     PROVIDER,
     PROVIDER_2,
-    TODAY,
     World,
     issue,
     log_length,
+    open_ledger,
     open_worked_example,
     redeem,
 )
@@ -141,8 +141,7 @@ class SnapshottingLedger(VoucherLedger):
 def test_a_long_provider_year_is_snapshotted_and_reloads_to_the_same_totals(
     store_url: str,
 ) -> None:
-    app = SnapshottingLedger(Settings(database_url=store_url), clock=lambda: TODAY)
-    try:
+    with open_ledger(store_url, SnapshottingLedger) as app:
         open_worked_example(app)
         voucher_id = issue(app, face_value_fen=5_000_000)
         for i in range(7):
@@ -156,8 +155,6 @@ def test_a_long_provider_year_is_snapshotted_and_reloads_to_the_same_totals(
 
         assert reloaded is not None and reloaded.version == 8
         assert reloaded.redeemed_contract_fen == sum(10_000 + i for i in range(7))
-    finally:
-        app.close()
 
 
 def test_several_ledgers_can_open_a_fresh_postgresql_schema_at_once(pg_schema_url: str) -> None:
@@ -190,8 +187,7 @@ def test_several_ledgers_can_open_a_fresh_postgresql_schema_at_once(pg_schema_ur
 def test_postgresql_refuses_an_event_that_follows_no_stored_event(pg_schema_url: str) -> None:
     """A batch built on one that failed must store neither version 3 after version 1, nor
     anything decided on a version that is not the latest."""
-    app = VoucherLedger(Settings(database_url=pg_schema_url), clock=lambda: TODAY)
-    try:
+    with open_ledger(pg_schema_url) as app:
         year = ProviderYear(provider_id=PROVIDER, fiscal_year=2026, actor="t")
         app.recorder.insert_events([app.mapper.to_stored_event(e) for e in year.collect_events()])
         for _ in range(2):
@@ -215,15 +211,12 @@ def test_postgresql_refuses_an_event_that_follows_no_stored_event(pg_schema_url:
 
         assert log_length(app) == before
         assert [e.originator_version for e in app.events.get(year.id)] == [1]
-    finally:
-        app.close()
 
 
 def test_the_writer_recovers_when_its_postgresql_connection_is_killed(
     pg_schema_url: str,
 ) -> None:
-    app = VoucherLedger(Settings(database_url=pg_schema_url), clock=lambda: TODAY)
-    try:
+    with open_ledger(pg_schema_url) as app:
         open_worked_example(app)
         voucher_id = issue(app, face_value_fen=5_000_000)
         redeem(app, voucher_id, contract_no="C-0", amount_fen=1_000)
@@ -252,5 +245,3 @@ def test_the_writer_recovers_when_its_postgresql_connection_is_killed(
         assert outcomes[-1] == "ok", outcomes
         stored = app.redemption(ContractClaim.create_id(PROVIDER, f"C-{outcomes.index('ok') + 1}"))
         assert stored.contract_amount_fen == 1_000
-    finally:
-        app.close()
