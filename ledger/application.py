@@ -4,7 +4,10 @@ group-commit writer, and whose queries read the event store."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import re
+import secrets
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
@@ -21,8 +24,10 @@ from ledger.caps import EnterpriseYear, ProviderYear
 from ledger.claims import ContractClaim
 from ledger.errors import NotFound, ValidationError
 from ledger.funding import LEVELS, FundingSource, Programme
+from ledger.idempotency import Idempotency, run_idempotent
 from ledger.institution import KINDS, Institution
 from ledger.money import MAX_AMOUNT_FEN, check_bp, check_fen
+from ledger.principals import ROLES, Principal
 from ledger.settings import Settings
 from ledger.uscc import check_uscc
 from ledger.validate import (
@@ -36,6 +41,7 @@ from ledger.validate import (
 from ledger.views import (
     FundingSourceView,
     InstitutionView,
+    PrincipalView,
     ProgrammeView,
     RedemptionView,
     VoucherView,
@@ -50,6 +56,8 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
 _REASON_CODE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 MAX_SHARES = 10
 EXPIRY_CHUNK = 200
+TOKEN_BYTES = 32
+MAX_STREAM_SCAN = 1_000_000
 
 
 def check_key(value: Any, field: str) -> str:
@@ -97,8 +105,15 @@ class VoucherLedger(Application[UUID]):
             close_inserts()
         super().close()
 
-    def _run(self, fn: Callable[..., T], command: Any) -> tuple[T, int | None]:
-        outcome: Outcome = self.writer.run(fn, command)
+    def _run(
+        self, fn: Callable[..., T], command: Any, idempotency: Idempotency | None = None
+    ) -> tuple[T, int | None]:
+        """Run a command through the writer; returns its result and the log position of its
+        last event. With ``idempotency`` the result may be a ``Replay`` of the first response."""
+        if idempotency is None:
+            outcome: Outcome = self.writer.run(fn, command)
+        else:
+            outcome = self.writer.run(run_idempotent, fn, command, idempotency)
         return outcome.value, outcome.position
 
     # ---- commands ------------------------------------------------------------------------
@@ -112,6 +127,7 @@ class VoucherLedger(Application[UUID]):
         appropriation_fen: Any,
         document_ref: Any,
         actor: str,
+        idempotency: Idempotency | None = None,
     ) -> tuple[FundingSourceView, int | None]:
         return self._run(
             cmd.open_funding_source,
@@ -124,6 +140,7 @@ class VoucherLedger(Application[UUID]):
                 document_ref=check_text(document_ref, "document_ref"),
                 actor=actor,
             ),
+            idempotency=idempotency,
         )
 
     def create_programme(
@@ -139,6 +156,7 @@ class VoucherLedger(Application[UUID]):
         provider_annual_cap_fen: Any,
         enterprise_annual_cap_fen: Any,
         actor: str,
+        idempotency: Idempotency | None = None,
     ) -> tuple[ProgrammeView, int | None]:
         return self._run(
             cmd.create_programme,
@@ -162,6 +180,7 @@ class VoucherLedger(Application[UUID]):
                 ),
                 actor=actor,
             ),
+            idempotency=idempotency,
         )
 
     def register_institution(
@@ -174,6 +193,7 @@ class VoucherLedger(Application[UUID]):
         actor: str,
         bank_account: Any = None,
         contact: Any = None,
+        idempotency: Idempotency | None = None,
     ) -> tuple[InstitutionView, int | None]:
         return self._run(
             cmd.register_institution,
@@ -186,20 +206,26 @@ class VoucherLedger(Application[UUID]):
                 contact=check_optional_text(contact, "contact"),
                 actor=actor,
             ),
+            idempotency=idempotency,
         )
 
     def freeze_institution(
-        self, uscc: Any, *, reason: Any, actor: str
+        self, uscc: Any, *, reason: Any, actor: str, idempotency: Idempotency | None = None
     ) -> tuple[InstitutionView, int | None]:
-        return self._set_frozen(uscc, True, reason, actor)
+        return self._set_frozen(uscc, True, reason, actor, idempotency)
 
     def unfreeze_institution(
-        self, uscc: Any, *, reason: Any, actor: str
+        self, uscc: Any, *, reason: Any, actor: str, idempotency: Idempotency | None = None
     ) -> tuple[InstitutionView, int | None]:
-        return self._set_frozen(uscc, False, reason, actor)
+        return self._set_frozen(uscc, False, reason, actor, idempotency)
 
     def _set_frozen(
-        self, uscc: Any, frozen: bool, reason: Any, actor: str
+        self,
+        uscc: Any,
+        frozen: bool,
+        reason: Any,
+        actor: str,
+        idempotency: Idempotency | None,
     ) -> tuple[InstitutionView, int | None]:
         return self._run(
             cmd.set_frozen,
@@ -209,6 +235,7 @@ class VoucherLedger(Application[UUID]):
                 reason=check_text(reason, "reason"),
                 actor=actor,
             ),
+            idempotency=idempotency,
         )
 
     def issue_voucher(
@@ -219,6 +246,7 @@ class VoucherLedger(Application[UUID]):
         face_value_fen: Any,
         valid_until: Any,
         actor: str,
+        idempotency: Idempotency | None = None,
     ) -> tuple[VoucherView, int | None]:
         return self._run(
             cmd.issue_voucher,
@@ -230,6 +258,7 @@ class VoucherLedger(Application[UUID]):
                 today=self.today(),
                 actor=actor,
             ),
+            idempotency=idempotency,
         )
 
     def redeem(
@@ -244,6 +273,8 @@ class VoucherLedger(Application[UUID]):
         service_date: Any,
         actor: str,
         signature: str | None = None,
+        signed_payload: bytes | None = None,
+        idempotency: Idempotency | None = None,
     ) -> tuple[RedemptionView, int | None]:
         return self._run(
             cmd.redeem,
@@ -259,11 +290,18 @@ class VoucherLedger(Application[UUID]):
                 service_date=check_date(service_date, "service_date"),
                 signature=check_optional_text(signature, "signature", max_len=200),
                 actor=actor,
+                signed_payload=signed_payload,
             ),
+            idempotency=idempotency,
         )
 
     def revoke_voucher(
-        self, voucher_id: Any, *, reason: Any, actor: str
+        self,
+        voucher_id: Any,
+        *,
+        reason: Any,
+        actor: str,
+        idempotency: Idempotency | None = None,
     ) -> tuple[VoucherView, int | None]:
         return self._run(
             cmd.revoke_voucher,
@@ -272,10 +310,16 @@ class VoucherLedger(Application[UUID]):
                 reason=check_text(reason, "reason"),
                 actor=actor,
             ),
+            idempotency=idempotency,
         )
 
     def claw_back(
-        self, redemption_id: Any, *, reason_code: Any, actor: str
+        self,
+        redemption_id: Any,
+        *,
+        reason_code: Any,
+        actor: str,
+        idempotency: Idempotency | None = None,
     ) -> tuple[RedemptionView, int | None]:
         if not isinstance(reason_code, str) or not _REASON_CODE_RE.match(reason_code):
             raise ValidationError("reason_code must be 1-40 of lower-case letters, digits and -")
@@ -286,7 +330,45 @@ class VoucherLedger(Application[UUID]):
                 reason_code=reason_code,
                 actor=actor,
             ),
+            idempotency=idempotency,
         )
+
+    def create_principal(
+        self,
+        *,
+        name: Any,
+        role: Any,
+        institution_id: Any = None,
+        actor: str,
+        idempotency: Idempotency | None = None,
+    ) -> tuple[PrincipalView, str, int | None]:
+        """Create a principal; returns it and its token (32 random bytes, URL-safe base64), which
+        is shown this once: only its SHA-256 is stored."""
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        view, position = self._run(
+            cmd.create_principal,
+            cmd.CreatePrincipal(
+                token_sha256=token_digest(token),
+                name=check_text(name, "name"),
+                role=check_choice(role, "role", ROLES),
+                institution_id=None if institution_id is None else check_uscc(institution_id),
+                actor=actor,
+            ),
+            idempotency=idempotency,
+        )
+        return view, token, position
+
+    def principal_for_token(self, token: str) -> PrincipalView | None:
+        """The principal a bearer token stands for, or None. The stored digest is compared in
+        constant time."""
+        digest = token_digest(token)
+        try:
+            agg: Aggregate = self.repository.get(Principal.create_id(digest))
+        except AggregateNotFoundError:
+            return None
+        if not isinstance(agg, Principal) or not hmac.compare_digest(agg.token_sha256, digest):
+            return None
+        return PrincipalView.of(agg)
 
     def expire_vouchers(self, as_of: Any, *, actor: str) -> list[UUID]:
         """Sweep: record expiry of every active voucher whose use-by date is before ``as_of``,
@@ -322,11 +404,47 @@ class VoucherLedger(Application[UUID]):
             raise NotFound(f"{what} not found")
         return agg
 
-    def funding_source(self, source_id: Any) -> FundingSourceView:
+    def _version_at(self, agg_id: UUID, as_of: dt.datetime | None, what: str) -> int | None:
+        """The aggregate's version at instant ``as_of`` (None: the latest). Reads its stream;
+        the projections of a later issue answer this without replaying."""
+        if as_of is None:
+            return None
+        version: int | None = None
+        for stored in self.recorder.select_events(agg_id, limit=MAX_STREAM_SCAN):
+            event: Any = self.mapper.to_domain_event(stored)
+            if event.timestamp > as_of:
+                break
+            version = int(event.originator_version)
+        if version is None:
+            raise NotFound(f"{what} did not exist at {as_of.isoformat()}")
+        return version
+
+    def funding_source(
+        self, source_id: Any, as_of: dt.datetime | None = None
+    ) -> FundingSourceView:
         key = check_key(source_id, "id")
+        agg_id = FundingSource.create_id(key)
+        what = f"funding source {key}"
         return FundingSourceView.of(
-            self._load(FundingSource, FundingSource.create_id(key), f"funding source {key}")
+            self._load(FundingSource, agg_id, what, self._version_at(agg_id, as_of, what))
         )
+
+    def disbursed_fen(self, source_id: str, as_of: dt.datetime | None = None) -> int:
+        """Subsidy redeemed against ``source_id`` (clawbacks show as recovered, not here).
+        Redemptions never write the funding source (DESIGN.md §3): this reads the claims."""
+        total = 0
+        topic = get_topic(ContractClaim.Claimed)  # type: ignore[attr-defined]
+        start = 1
+        while True:
+            page = self.recorder.select_notifications(start, 1000, topics=[topic])
+            for n in page:
+                claim: Any = self.mapper.to_domain_event(n)
+                if as_of is not None and claim.timestamp > as_of:
+                    return total
+                total += sum(a for s, a in claim.splits if s == source_id)
+            if len(page) < 1000:
+                return total
+            start = page[-1].id + 1
 
     def programme(self, programme_id: Any) -> ProgrammeView:
         key = check_key(programme_id, "id")
@@ -338,9 +456,11 @@ class VoucherLedger(Application[UUID]):
             self._load(Institution, Institution.create_id(code), f"institution {code}")
         )
 
-    def voucher(self, voucher_id: Any) -> VoucherView:
+    def voucher(self, voucher_id: Any, as_of: dt.datetime | None = None) -> VoucherView:
         agg_id = check_uuid(voucher_id, "voucher")
-        return VoucherView.of(self._load(Voucher, agg_id, f"voucher {agg_id}"), self.today())
+        what = f"voucher {agg_id}"
+        voucher = self._load(Voucher, agg_id, what, self._version_at(agg_id, as_of, what))
+        return VoucherView.of(voucher, as_of.date() if as_of else self.today())
 
     def redemption(self, redemption_id: Any) -> RedemptionView:
         agg_id = check_uuid(redemption_id, "redemption")
@@ -359,6 +479,12 @@ class VoucherLedger(Application[UUID]):
             return self._load(ProviderYear, ProviderYear.create_id(provider_id, fiscal_year), "")
         except NotFound:
             return None
+
+
+def token_digest(token: str) -> str:
+    """SHA-256 of a bearer token, hex. A token has 256 random bits, so no salt or slow hash
+    is needed: nobody can guess one from its digest."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _topics_of(*classes: type[Aggregate]) -> list[str]:

@@ -22,15 +22,19 @@ class EnterpriseYear(Aggregate):
         self.fiscal_year = fiscal_year
         self.subsidy_received_fen = 0
         self.clawed_back_fen = 0
+        self.cap_fen: int | None = None  # the cap applied at the latest redemption
 
     def cap_remaining_fen(self, cap_fen: int) -> int:
         # Clawed-back subsidy does not free cap: an improper claim must not make room for more.
         return max(0, cap_fen - self.subsidy_received_fen)
 
-    def receive(self, subsidy_fen: int, redemption_id: UUID, rule: str, actor: str) -> None:
+    def receive(
+        self, subsidy_fen: int, cap_fen: int, redemption_id: UUID, rule: str, actor: str
+    ) -> None:
         self.trigger_event(
             self.SubsidyReceived,
             subsidy_fen=subsidy_fen,
+            cap_fen=cap_fen,
             redemption_id=redemption_id,
             rule=rule,
             actor=actor,
@@ -38,6 +42,7 @@ class EnterpriseYear(Aggregate):
 
     class SubsidyReceived(Aggregate.Event):
         subsidy_fen: int
+        cap_fen: int
         redemption_id: UUID
         rule: str
         actor: str
@@ -45,6 +50,7 @@ class EnterpriseYear(Aggregate):
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, EnterpriseYear)
             aggregate.subsidy_received_fen += self.subsidy_fen
+            aggregate.cap_fen = self.cap_fen
 
     @event("SubsidyClawedBack")
     def claw_back(self, amount_fen: int, redemption_id: UUID, reason_code: str, actor: str) -> None:
@@ -66,6 +72,7 @@ class ProviderYear(Aggregate):
         self.subsidy_earned_fen = 0
         self.bonus_accrued_fen = 0
         self.bonus_clawed_back_fen = 0
+        self.bonus_cap_fen: int | None = None  # the cap applied at the latest redemption
 
     def bonus_cap_remaining_fen(self, cap_fen: int) -> int:
         return max(0, cap_fen - self.bonus_accrued_fen)
@@ -75,6 +82,7 @@ class ProviderYear(Aggregate):
         contract_amount_fen: int,
         subsidy_fen: int,
         bonus_fen: int,
+        bonus_cap_fen: int,
         redemption_id: UUID,
         rule: str,
         actor: str,
@@ -84,6 +92,7 @@ class ProviderYear(Aggregate):
             contract_amount_fen=contract_amount_fen,
             subsidy_fen=subsidy_fen,
             bonus_fen=bonus_fen,
+            bonus_cap_fen=bonus_cap_fen,
             redemption_id=redemption_id,
             rule=rule,
             actor=actor,
@@ -93,6 +102,7 @@ class ProviderYear(Aggregate):
         contract_amount_fen: int
         subsidy_fen: int
         bonus_fen: int
+        bonus_cap_fen: int
         redemption_id: UUID
         rule: str
         actor: str
@@ -102,6 +112,7 @@ class ProviderYear(Aggregate):
             aggregate.redeemed_contract_fen += self.contract_amount_fen
             aggregate.subsidy_earned_fen += self.subsidy_fen
             aggregate.bonus_accrued_fen += self.bonus_fen
+            aggregate.bonus_cap_fen = self.bonus_cap_fen
 
     @event("BonusClawedBack")
     def claw_back(self, amount_fen: int, redemption_id: UUID, reason_code: str, actor: str) -> None:

@@ -41,6 +41,7 @@ class ContractClaim(Aggregate):
         actor: str,
         rules: list[str],
         signature: str | None = None,
+        signed_payload: str | None = None,
     ) -> None:
         self.provider_id = provider_id
         self.contract_no = contract_no
@@ -60,6 +61,7 @@ class ContractClaim(Aggregate):
         self.redeemed_by = actor
         self.rules = list(rules)
         self.signature = signature
+        self.signed_payload = signed_payload  # the exact bytes signed, for a third party
         self.clawed_back = False
 
     @classmethod

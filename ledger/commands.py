@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass
 from uuid import UUID
 
-from ledger import rules
+from ledger import rules, signatures
 from ledger.caps import EnterpriseYear, ProviderYear
 from ledger.claims import ContractClaim, InvoiceClaim
 from ledger.errors import (
@@ -23,10 +23,12 @@ from ledger.errors import (
 )
 from ledger.funding import FundingSource, Programme
 from ledger.institution import Institution
+from ledger.principals import Principal
 from ledger.unit_of_work import Work
 from ledger.views import (
     FundingSourceView,
     InstitutionView,
+    PrincipalView,
     ProgrammeView,
     RedemptionView,
     VoucherView,
@@ -233,6 +235,7 @@ class Redeem:
     service_date: dt.date
     signature: str | None
     actor: str
+    signed_payload: bytes | None = None  # what the signature signs: the canonical request
 
 
 def redeem(work: Work, c: Redeem) -> RedemptionView:
@@ -246,6 +249,8 @@ def redeem(work: Work, c: Redeem) -> RedemptionView:
         raise ValidationError(f"institution {c.provider_id} is not a service provider")
     if provider.frozen:
         raise PayeeFrozen(f"provider {c.provider_id} is frozen: {provider.frozen_reason}")
+    if provider.public_key_pem is not None:
+        signatures.verify(provider.public_key_pem, c.signature, c.signed_payload)
     voucher.check_redeemable(c.service_date)
     programme = work.get(Programme, Programme.create_id(voucher.programme_id), "programme")
     claim_id = ContractClaim.create_id(c.provider_id, c.contract_no)
@@ -302,6 +307,7 @@ def redeem(work: Work, c: Redeem) -> RedemptionView:
                 rules.ONE_CONTRACT_ONE_CLAIM.ref,
             ],
             signature=c.signature,
+            signed_payload=c.signed_payload.decode() if c.signature and c.signed_payload else None,
         )
     )
     voucher.redeem(
@@ -327,6 +333,7 @@ def redeem(work: Work, c: Redeem) -> RedemptionView:
     )
     e_year.receive(
         subsidy_fen=decision.subsidy_fen,
+        cap_fen=e_cap_fen,
         redemption_id=claim.id,
         rule=rules.ENTERPRISE_ANNUAL_CAP.ref,
         actor=c.actor,
@@ -338,6 +345,7 @@ def redeem(work: Work, c: Redeem) -> RedemptionView:
         contract_amount_fen=c.contract_amount_fen,
         subsidy_fen=decision.subsidy_fen,
         bonus_fen=bonus_fen,
+        bonus_cap_fen=p_cap_fen,
         redemption_id=claim.id,
         rule=rules.PROVIDER_POST_SUBSIDY.ref,
         actor=c.actor,
@@ -446,3 +454,38 @@ def claw_back(work: Work, c: ClawBack) -> RedemptionView:
         actor=c.actor,
     )
     return RedemptionView.of(claim, voucher.remaining_fen)
+
+
+@dataclass(frozen=True)
+class CreatePrincipal:
+    token_sha256: str
+    name: str
+    role: str
+    institution_id: str | None
+    actor: str
+
+
+def create_principal(work: Work, c: CreatePrincipal) -> PrincipalView:
+    """A provider principal acts for exactly one registered provider; other roles for none."""
+    if c.role == "provider":
+        if c.institution_id is None:
+            raise ValidationError("a provider principal needs institution_id")
+        institution = work.get(
+            Institution, Institution.create_id(c.institution_id), f"institution {c.institution_id}"
+        )
+        if institution.kind != "provider":
+            raise ValidationError(f"institution {c.institution_id} is not a service provider")
+    elif c.institution_id is not None:
+        raise ValidationError("only a provider principal is bound to an institution")
+    if work.find(Principal, Principal.create_id(c.token_sha256)) is not None:
+        raise AlreadyExists("a principal with this token exists")
+    principal = work.add(
+        Principal(
+            token_sha256=c.token_sha256,
+            name=c.name,
+            role=c.role,
+            institution_id=c.institution_id,
+            actor=c.actor,
+        )
+    )
+    return PrincipalView.of(principal)

@@ -9,6 +9,7 @@ from uuid import UUID
 from ledger.claims import ContractClaim
 from ledger.funding import FundingSource, Programme
 from ledger.institution import Institution
+from ledger.principals import Principal
 from ledger.voucher import Voucher
 
 
@@ -97,6 +98,7 @@ class VoucherView:
     reservations: tuple[tuple[str, int], ...]
     remaining_by_source: tuple[tuple[str, int], ...]
     released_by_source: tuple[tuple[str, int], ...]
+    provider_ids: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, v: Voucher, today: dt.date | None = None) -> VoucherView:
@@ -113,6 +115,7 @@ class VoucherView:
             tuple((s, a) for s, a in v.reservations),
             tuple(v.remaining_by_source.items()),
             tuple(v.released_by_source.items()),
+            tuple(v.provider_ids),
         )
 
 
@@ -153,3 +156,15 @@ class RedemptionView:
             c.clawed_back,
             tuple(c.rules),
         )
+
+
+@dataclass(frozen=True)
+class PrincipalView:
+    id: UUID
+    name: str
+    role: str
+    institution_id: str | None
+
+    @classmethod
+    def of(cls, p: Principal) -> PrincipalView:
+        return cls(p.id, p.name, p.role, p.institution_id)

@@ -37,6 +37,7 @@ class Voucher(Aggregate):
         self.status = ACTIVE
         self.issued_by = actor
         self.redemption_ids: list[UUID] = []
+        self.provider_ids: list[str] = []  # who redeemed it, each once
 
     @property
     def remaining_fen(self) -> int:
@@ -98,6 +99,8 @@ class Voucher(Aggregate):
             for source_id, amount_fen in self.splits:
                 aggregate.remaining_by_source[source_id] -= amount_fen
             aggregate.redemption_ids.append(self.redemption_id)
+            if self.provider_id not in aggregate.provider_ids:
+                aggregate.provider_ids.append(self.provider_id)
             if aggregate.remaining_fen == 0:
                 aggregate.status = USED_UP
 

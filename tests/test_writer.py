@@ -195,6 +195,7 @@ def test_postgresql_refuses_an_event_that_follows_no_stored_event(pg_schema_url:
                 contract_amount_fen=1,
                 subsidy_fen=0,
                 bonus_fen=0,
+                bonus_cap_fen=0,
                 redemption_id=year.id,
                 rule="r",
                 actor="t",

@@ -1,0 +1,94 @@
+"""One structured log line and the Prometheus metrics of every request.
+
+Under ``voucher-ledger serve`` the workers share metrics through files in
+``PROMETHEUS_MULTIPROC_DIR`` (set before any worker starts), so /metrics counts every worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import uuid
+from typing import Any
+
+import falcon
+import structlog
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+REQUESTS = Counter(
+    "ledger_http_requests",
+    "HTTP requests by route, method and status",
+    ["route", "method", "status"],
+)
+LATENCY_S = Histogram(
+    "ledger_http_request_duration_seconds",
+    "HTTP request latency by route, method and status",
+    ["route", "method", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+MAX_REQUEST_ID_LEN = 64
+log = structlog.get_logger("api.request")
+
+
+def configure_logging(json_lines: bool) -> None:
+    """JSON lines in production (one object per line on stderr), readable lines otherwise."""
+    processors: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[*processors, structlog.processors.format_exc_info, renderer],
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        cache_logger_on_first_use=True,
+    )
+
+
+class ObservabilityMiddleware:
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started_s = time.perf_counter()
+        given = req.get_header("X-Request-Id")
+        ok = given and len(given) <= MAX_REQUEST_ID_LEN and given.isascii() and given.isprintable()
+        req.context.request_id = given if ok else uuid.uuid4().hex
+        resp.set_header("X-Request-Id", req.context.request_id)
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        duration_s = time.perf_counter() - getattr(req.context, "started_s", time.perf_counter())
+        route = req.uri_template or "unmatched"
+        status = str(resp.status_code if hasattr(resp, "status_code") else resp.status)[:3]
+        REQUESTS.labels(route, req.method, status).inc()
+        LATENCY_S.labels(route, req.method, status).observe(duration_s)
+        log.info(
+            "request",
+            method=req.method,
+            path=req.path,
+            route=route,
+            status=int(status),
+            duration_ms=round(duration_s * 1000, 3),
+            request_id=getattr(req.context, "request_id", None),
+        )
+
+
+class Metrics:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        else:
+            registry = REGISTRY
+        resp.content_type = CONTENT_TYPE_LATEST
+        resp.data = generate_latest(registry)

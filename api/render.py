@@ -1,0 +1,132 @@
+"""Views of the ledger as the JSON bodies of API_CONTRACT.md §4 (shapes in api.schemas)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ledger.caps import EnterpriseYear, ProviderYear
+from ledger.views import (
+    FundingSourceView,
+    InstitutionView,
+    PrincipalView,
+    ProgrammeView,
+    RedemptionView,
+    VoucherView,
+)
+
+Body = dict[str, Any]
+
+
+def source_amounts(pairs: Iterable[tuple[str, int]]) -> list[Body]:
+    return [{"source_id": s, "amount_fen": a} for s, a in pairs]
+
+
+def principal(p: PrincipalView, token: str | None) -> Body:
+    return {
+        "id": str(p.id),
+        "name": p.name,
+        "role": p.role,
+        "institution_id": p.institution_id,
+        "token": token,
+    }
+
+
+def funding_source(s: FundingSourceView, disbursed_fen: int = 0) -> Body:
+    return {
+        "id": s.id,
+        "name": s.name,
+        "level": s.level,
+        "fiscal_year": s.fiscal_year,
+        "appropriation_fen": s.appropriation_fen,
+        "document_ref": s.document_ref,
+        "reserved_fen": s.reserved_fen,
+        "released_fen": s.released_fen,
+        "committed_fen": s.committed_fen,
+        "disbursed_fen": disbursed_fen,
+        "recovered_fen": s.recovered_fen,
+        "available_fen": s.available_fen,
+    }
+
+
+def program(p: ProgrammeView) -> Body:
+    return {
+        "id": p.id,
+        "name": p.name,
+        "fiscal_year": p.fiscal_year,
+        "shares": [{"source_id": s, "share_bp": bp} for s, bp in p.shares],
+        "max_face_value_fen": p.max_face_value_fen,
+        "provider_bonus_rate_bp": p.provider_bonus_rate_bp,
+        "provider_bonus_source_id": p.provider_bonus_source_id,
+        "provider_annual_cap_fen": p.provider_annual_cap_fen,
+        "enterprise_annual_cap_fen": p.enterprise_annual_cap_fen,
+    }
+
+
+def institution(i: InstitutionView) -> Body:
+    return {
+        "id": i.id,
+        "name": i.name,
+        "kind": i.kind,
+        "public_key_pem": i.public_key_pem,
+        "frozen": i.frozen,
+        "frozen_reason": i.frozen_reason,
+    }
+
+
+def voucher(v: VoucherView) -> Body:
+    return {
+        "id": str(v.id),
+        "program_id": v.program_id,
+        "holder_id": v.holder_id,
+        "fiscal_year": v.fiscal_year,
+        "face_value_fen": v.face_value_fen,
+        "remaining_fen": v.remaining_fen,
+        "valid_until": v.valid_until,
+        "status": v.status,
+        "reservations": source_amounts(v.reservations),
+        "remaining_by_source": source_amounts(v.remaining_by_source),
+    }
+
+
+def redemption(r: RedemptionView) -> Body:
+    return {
+        "id": str(r.id),
+        "voucher_id": str(r.voucher_id),
+        "provider_id": r.provider_id,
+        "holder_id": r.holder_id,
+        "program_id": r.programme_id,
+        "contract_no": r.contract_no,
+        "invoice_no": r.invoice_no,
+        "contract_amount_fen": r.contract_amount_fen,
+        "subsidy_fen": r.subsidy_fen,
+        "enterprise_pays_fen": r.enterprise_pays_fen,
+        "splits": source_amounts(r.splits),
+        "provider_bonus_fen": r.provider_bonus_fen,
+        "voucher_remaining_fen": r.voucher_remaining_fen,
+        "clawed_back": r.clawed_back,
+        "rules": list(r.rules),
+    }
+
+
+def balances(
+    institution_id: str, fiscal_year: int, e: EnterpriseYear | None, p: ProviderYear | None
+) -> Body:
+    """Caps are programme settings: the remaining cap is against the cap applied at the latest
+    redemption, and null before the first one."""
+    return {
+        "institution_id": institution_id,
+        "fiscal_year": fiscal_year,
+        "subsidy_received_fen": e.subsidy_received_fen if e else 0,
+        "enterprise_cap_remaining_fen": (
+            e.cap_remaining_fen(e.cap_fen) if e and e.cap_fen is not None else None
+        ),
+        "redeemed_contract_fen": p.redeemed_contract_fen if p else 0,
+        "subsidy_earned_fen": p.subsidy_earned_fen if p else 0,
+        "provider_bonus_fen": p.bonus_accrued_fen - p.bonus_clawed_back_fen if p else 0,
+        "provider_bonus_cap_remaining_fen": (
+            p.bonus_cap_remaining_fen(p.bonus_cap_fen)
+            if p and p.bonus_cap_fen is not None
+            else None
+        ),
+    }

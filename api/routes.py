@@ -1,0 +1,220 @@
+"""Every operation of the API in one table: method, path, roles, request and response schemas.
+The app routes from it, the auth middleware authorises from it, the OpenAPI document is generated
+from it and the role-matrix test is generated from it (API_CONTRACT.md §4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ledger.principals import ROLES
+
+PUBLIC: frozenset[str] = frozenset()  # no token needed
+OFFICER, TREASURY, AUDITOR, INSPECTOR = "program_officer", "treasury", "auditor", "inspector"
+ADMIN, PROVIDER = "admin", "provider"
+READERS = frozenset({OFFICER, TREASURY, AUDITOR, INSPECTOR})
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    description: str
+    required: bool = False
+    schema: dict[str, object] = field(default_factory=lambda: {"type": "string"})
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    roles: frozenset[str]  # PUBLIC: anyone, no token
+    status: int = 200
+    request: str | None = None  # name in api.schemas.REQUESTS
+    response: str | None = None  # name in api.schemas.RESPONSES
+    queries: tuple[Query, ...] = ()
+    # Roles the table admits but the resource narrows to the caller's own institution.
+    own_only: frozenset[str] = frozenset()
+    content_type: str = "application/json"
+
+    @property
+    def public(self) -> bool:
+        return not self.roles
+
+
+AS_OF = Query("as_of", "an RFC 3339 instant: the answer as it was then")
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("GET", "/v1/health", "health", "Liveness", PUBLIC, response="Health"),
+    Operation(
+        "POST",
+        "/v1/principals",
+        "createPrincipal",
+        "Create a principal; its token is shown once",
+        frozenset({ADMIN}),
+        201,
+        "NewPrincipal",
+        "Principal",
+    ),
+    Operation(
+        "POST",
+        "/v1/funding-sources",
+        "openFundingSource",
+        "Open a funding source (an appropriation)",
+        frozenset({ADMIN, OFFICER}),
+        201,
+        "NewFundingSource",
+        "FundingSource",
+    ),
+    Operation(
+        "GET",
+        "/v1/funding-sources/{id}",
+        "getFundingSource",
+        "A funding source's status",
+        READERS,
+        response="FundingSource",
+        queries=(AS_OF,),
+    ),
+    Operation(
+        "POST",
+        "/v1/programs",
+        "createProgram",
+        "Create a voucher programme",
+        frozenset({OFFICER}),
+        201,
+        "NewProgram",
+        "Program",
+    ),
+    Operation("GET", "/v1/programs/{id}", "getProgram", "A programme", READERS, response="Program"),
+    Operation(
+        "POST",
+        "/v1/institutions",
+        "registerInstitution",
+        "Register an enterprise, service provider or bank",
+        frozenset({ADMIN, OFFICER}),
+        201,
+        "NewInstitution",
+        "Institution",
+    ),
+    Operation(
+        "GET",
+        "/v1/institutions/{id}",
+        "getInstitution",
+        "An institution",
+        READERS | {PROVIDER},
+        response="Institution",
+        own_only=frozenset({PROVIDER}),
+    ),
+    Operation(
+        "GET",
+        "/v1/institutions/{id}/balances",
+        "getBalances",
+        "An institution's subsidy and cap balances in a fiscal year",
+        READERS | {PROVIDER},
+        response="Balances",
+        queries=(Query("fiscal_year", "the fiscal year", True, {"type": "integer"}),),
+        own_only=frozenset({PROVIDER}),
+    ),
+    Operation(
+        "POST",
+        "/v1/institutions/{id}/freeze",
+        "freezeInstitution",
+        "Freeze an institution: it can no longer be paid",
+        frozenset({INSPECTOR}),
+        200,
+        "Reason",
+        "Institution",
+    ),
+    Operation(
+        "POST",
+        "/v1/institutions/{id}/unfreeze",
+        "unfreezeInstitution",
+        "Lift a freeze",
+        frozenset({INSPECTOR}),
+        200,
+        "Reason",
+        "Institution",
+    ),
+    Operation(
+        "POST",
+        "/v1/vouchers",
+        "issueVoucher",
+        "Issue a voucher, reserving its face value across the programme's sources",
+        frozenset({OFFICER}),
+        201,
+        "NewVoucher",
+        "Voucher",
+    ),
+    Operation(
+        "GET",
+        "/v1/vouchers/{id}",
+        "getVoucher",
+        "A voucher",
+        READERS | {PROVIDER},
+        response="Voucher",
+        queries=(AS_OF,),
+        own_only=frozenset({PROVIDER}),
+    ),
+    Operation(
+        "POST",
+        "/v1/vouchers/{id}/revoke",
+        "revokeVoucher",
+        "Revoke a voucher, releasing its unused reservation",
+        frozenset({OFFICER, INSPECTOR}),
+        200,
+        "Reason",
+        "Voucher",
+    ),
+    Operation(
+        "POST",
+        "/v1/redemptions",
+        "redeem",
+        "Redeem a voucher against a signed service contract and invoice",
+        frozenset({PROVIDER}),
+        201,
+        "NewRedemption",
+        "Redemption",
+    ),
+    Operation(
+        "GET",
+        "/v1/redemptions/{id}",
+        "getRedemption",
+        "A redemption",
+        READERS | {PROVIDER},
+        response="Redemption",
+        own_only=frozenset({PROVIDER}),
+    ),
+    Operation(
+        "POST",
+        "/v1/redemptions/{id}/claw-back",
+        "clawBack",
+        "Claw back an improper redemption (compensating events)",
+        frozenset({OFFICER, INSPECTOR}),
+        200,
+        "Clawback",
+        "Redemption",
+    ),
+    Operation(
+        "GET",
+        "/v1/openapi.json",
+        "openapi",
+        "This document",
+        PUBLIC,
+        content_type="application/json",
+    ),
+    Operation(
+        "GET", "/docs", "docs", "The API documentation page", PUBLIC, content_type="text/html"
+    ),
+    Operation(
+        "GET",
+        "/metrics",
+        "metrics",
+        "Prometheus metrics",
+        PUBLIC,
+        content_type="text/plain",
+    ),
+)
+
+assert all(role in ROLES for op in OPERATIONS for role in op.roles)
+BY_ROUTE: dict[tuple[str, str], Operation] = {(op.method, op.path): op for op in OPERATIONS}
+assert len(BY_ROUTE) == len(OPERATIONS)

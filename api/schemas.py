@@ -1,0 +1,219 @@
+"""JSON Schemas (2020-12) of every request and response body: the one source that validates
+requests and generates the OpenAPI document, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledger.application import TOKEN_BYTES
+from ledger.funding import LEVELS
+from ledger.institution import KINDS
+from ledger.money import MAX_AMOUNT_FEN
+from ledger.principals import ROLES
+from ledger.validate import MAX_FISCAL_YEAR, MAX_TEXT_LEN, MIN_FISCAL_YEAR
+
+Schema = dict[str, Any]
+
+FEN: Schema = {"type": "integer", "minimum": 0, "maximum": MAX_AMOUNT_FEN}
+POSITIVE_FEN: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT_FEN}
+BP: Schema = {"type": "integer", "minimum": 0, "maximum": 10_000}
+YEAR: Schema = {"type": "integer", "minimum": MIN_FISCAL_YEAR, "maximum": MAX_FISCAL_YEAR}
+DATE: Schema = {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+TEXT: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LEN}
+KEY: Schema = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"}
+# The check character is verified by the ledger (GB 32100-2015), which answers validation-error.
+USCC: Schema = {"type": "string", "pattern": r"^[0-9A-Z]{18}$"}
+UUID_STR: Schema = {"type": "string", "format": "uuid"}
+
+
+def obj(required: dict[str, Schema], optional: dict[str, Schema] | None = None) -> Schema:
+    """A closed object: unknown fields are refused (API_CONTRACT.md §2)."""
+    return {
+        "type": "object",
+        "required": list(required),
+        "properties": {**required, **(optional or {})},
+        "additionalProperties": False,
+    }
+
+
+def nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+SOURCE_AMOUNTS: Schema = {"type": "array", "items": obj({"source_id": KEY, "amount_fen": FEN})}
+
+
+REASON = obj({"reason": TEXT})
+
+REQUESTS: dict[str, Schema] = {
+    "NewPrincipal": obj(
+        {"name": TEXT, "role": {"enum": list(ROLES)}}, {"institution_id": nullable(USCC)}
+    ),
+    "NewFundingSource": obj(
+        {
+            "id": KEY,
+            "name": TEXT,
+            "level": {"enum": list(LEVELS)},
+            "fiscal_year": YEAR,
+            "appropriation_fen": FEN,
+            "document_ref": TEXT,
+        }
+    ),
+    "NewProgram": obj(
+        {
+            "id": KEY,
+            "name": TEXT,
+            "fiscal_year": YEAR,
+            "shares": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 10,
+                "items": obj({"source_id": KEY, "share_bp": {**BP, "minimum": 1}}),
+            },
+            "max_face_value_fen": POSITIVE_FEN,
+            "provider_bonus_rate_bp": BP,
+            "provider_bonus_source_id": KEY,
+            "provider_annual_cap_fen": FEN,
+            "enterprise_annual_cap_fen": FEN,
+        }
+    ),
+    "NewInstitution": obj(
+        {"id": USCC, "name": TEXT, "kind": {"enum": list(KINDS)}},
+        {
+            "public_key_pem": nullable({"type": "string", "minLength": 1, "maxLength": 1000}),
+            "bank_account": nullable(TEXT),
+            "contact": nullable(TEXT),
+        },
+    ),
+    "NewVoucher": obj(
+        {
+            "program_id": KEY,
+            "holder_id": USCC,
+            "face_value_fen": POSITIVE_FEN,
+            "valid_until": DATE,
+        }
+    ),
+    "NewRedemption": obj(
+        {
+            "voucher_id": UUID_STR,
+            "contract_no": KEY,
+            "invoice_no": KEY,
+            "service_category": {**TEXT, "maxLength": 64},
+            "contract_amount_fen": POSITIVE_FEN,
+            "service_date": DATE,
+        },
+        {"signature": {"type": "string", "minLength": 1, "maxLength": 200}},
+    ),
+    "Reason": REASON,
+    "Clawback": obj({"reason_code": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9-]{0,39}$"}}),
+}
+
+RESPONSES: dict[str, Schema] = {
+    "Health": obj({"status": {"enum": ["ok"]}}),
+    "Principal": obj(
+        {
+            "id": UUID_STR,
+            "name": TEXT,
+            "role": {"enum": list(ROLES)},
+            "institution_id": nullable(USCC),
+            # Shown once, in the 201 that creates it: a replayed response carries null.
+            "token": nullable({"type": "string", "minLength": (TOKEN_BYTES * 4) // 3}),
+        }
+    ),
+    "FundingSource": obj(
+        {
+            "id": KEY,
+            "name": TEXT,
+            "level": {"enum": list(LEVELS)},
+            "fiscal_year": YEAR,
+            "appropriation_fen": FEN,
+            "document_ref": TEXT,
+            "reserved_fen": FEN,
+            "released_fen": FEN,
+            "committed_fen": FEN,
+            "disbursed_fen": FEN,
+            "recovered_fen": FEN,
+            "available_fen": FEN,
+        },
+        {"as_of": {"type": "string"}},
+    ),
+    "Program": obj(
+        {
+            "id": KEY,
+            "name": TEXT,
+            "fiscal_year": YEAR,
+            "shares": {"type": "array", "items": obj({"source_id": KEY, "share_bp": BP})},
+            "max_face_value_fen": FEN,
+            "provider_bonus_rate_bp": BP,
+            "provider_bonus_source_id": KEY,
+            "provider_annual_cap_fen": FEN,
+            "enterprise_annual_cap_fen": FEN,
+        }
+    ),
+    "Institution": obj(
+        {
+            "id": USCC,
+            "name": TEXT,
+            "kind": {"enum": list(KINDS)},
+            "public_key_pem": nullable({"type": "string"}),
+            "frozen": {"type": "boolean"},
+            "frozen_reason": nullable({"type": "string"}),
+        }
+    ),
+    "Voucher": obj(
+        {
+            "id": UUID_STR,
+            "program_id": KEY,
+            "holder_id": USCC,
+            "fiscal_year": YEAR,
+            "face_value_fen": FEN,
+            "remaining_fen": FEN,
+            "valid_until": DATE,
+            "status": {"enum": ["active", "used_up", "expired", "revoked"]},
+            "reservations": SOURCE_AMOUNTS,
+            "remaining_by_source": SOURCE_AMOUNTS,
+        },
+        {"as_of": {"type": "string"}},
+    ),
+    "Redemption": obj(
+        {
+            "id": UUID_STR,
+            "voucher_id": UUID_STR,
+            "provider_id": USCC,
+            "holder_id": USCC,
+            "program_id": KEY,
+            "contract_no": KEY,
+            "invoice_no": KEY,
+            "contract_amount_fen": FEN,
+            "subsidy_fen": FEN,
+            "enterprise_pays_fen": FEN,
+            "splits": SOURCE_AMOUNTS,
+            "provider_bonus_fen": FEN,
+            "voucher_remaining_fen": FEN,
+            "clawed_back": {"type": "boolean"},
+            "rules": {"type": "array", "items": {"type": "string"}},
+        }
+    ),
+    "Balances": obj(
+        {
+            "institution_id": USCC,
+            "fiscal_year": YEAR,
+            "subsidy_received_fen": FEN,
+            "enterprise_cap_remaining_fen": nullable(FEN),
+            "redeemed_contract_fen": FEN,
+            "subsidy_earned_fen": FEN,
+            "provider_bonus_fen": FEN,
+            "provider_bonus_cap_remaining_fen": nullable(FEN),
+        }
+    ),
+    "Problem": {
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+        },
+    },
+}
