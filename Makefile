@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint bench demo clean
+.PHONY: run test lint bench bench-http demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(VENV)/.installed $@
 
-## run: create the environment, load the demo data and print its balances (SQLite default).
+## run: create the environment, load the demo data and serve the API on SQLite at 127.0.0.1:8080.
 run: $(VENV)/.installed
 	$(BIN)/voucher-ledger demo
+	$(BIN)/voucher-ledger serve --host 127.0.0.1 --port 8080
 
-demo: run
+demo: $(VENV)/.installed
+	$(BIN)/voucher-ledger demo
 
 ## lint: ruff (lint and format) and mypy on the domain.
 lint: $(VENV)/.installed-dev
@@ -38,6 +40,11 @@ test: lint
 ## bench: redemption throughput on SQLite and PostgreSQL beside pgbench.
 bench: $(VENV)/.installed-dev
 	scripts/with-postgres.sh $(BIN)/python -m benchmarks.redeem
+
+## bench-http: redemptions per second over HTTP (locust, 16 users) on a throwaway PostgreSQL.
+bench-http: $(VENV)/.installed-dev
+	$(BIN)/pip install -q -e '.[dev,load]'
+	scripts/with-postgres.sh $(BIN)/python -m benchmarks.http
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

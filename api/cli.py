@@ -64,11 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
     expire = sub.add_parser("expire", help="record expiry of vouchers past their use-by date")
     expire.add_argument("--as-of", required=True, help="YYYY-MM-DD")
     expire.add_argument("--actor", default="cli")
+    serve = sub.add_parser("serve", help="serve the HTTP API (gunicorn, threaded workers)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=None, help="default: one per core")
+    serve.add_argument("--threads", type=int, default=None, help="per worker (default 16)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        from api.server import DEFAULT_THREADS, default_workers, serve
+
+        return serve(
+            args.host, args.port, args.workers or default_workers(), args.threads or DEFAULT_THREADS
+        )
     handlers = {"demo": cmd_demo, "expire": cmd_expire}
     app = VoucherLedger(Settings.from_env())
     try:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -217,3 +218,29 @@ def add_programme(app: VoucherLedger, programme_id: str, shares: object, **overr
     """Create a programme with the worked example's settings, except ``overrides``."""
     kwargs = {**PROGRAMME_DEFAULTS, "name": programme_id, **overrides}
     return app.create_programme(programme_id=programme_id, shares=shares, **kwargs)
+
+
+def _api(url: str) -> Iterator[Any]:
+    import falcon.testing
+
+    from api.app import create_app
+    from tests.api_support import ADMIN_TOKEN, Api
+
+    ledger = VoucherLedger(Settings(database_url=url), clock=lambda: TODAY)
+    app = create_app(Settings(database_url=url, admin_token=ADMIN_TOKEN), ledger)
+    try:
+        yield Api(app, falcon.testing.TestClient(app))
+    finally:
+        ledger.close()
+
+
+@pytest.fixture
+def api(store_url: str) -> Iterator[Any]:
+    """The HTTP API over a ledger on SQLite and on PostgreSQL, driven in-process."""
+    yield from _api(store_url)
+
+
+@pytest.fixture
+def memory_api() -> Iterator[Any]:
+    """The HTTP API over the in-memory store: for tests about HTTP itself (roles, schemas)."""
+    yield from _api("memory://")
