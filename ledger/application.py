@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
@@ -91,6 +92,9 @@ class VoucherLedger(Application[UUID]):
         else:
             super().__init__(env=env)
         self.today = clock or dt.date.today
+        self._disbursed: dict[str, int] = {}
+        self._disbursed_position = 0
+        self._disbursed_lock = threading.Lock()
         self.writer = Writer(
             self,
             max_batch=max_batch,
@@ -431,20 +435,33 @@ class VoucherLedger(Application[UUID]):
 
     def disbursed_fen(self, source_id: str, as_of: dt.datetime | None = None) -> int:
         """Subsidy redeemed against ``source_id`` (clawbacks show as recovered, not here).
-        Redemptions never write the funding source (DESIGN.md §3): this reads the claims."""
-        total = 0
+        Redemptions never write the funding source (DESIGN.md §3), so this follows the claims in
+        the log: the latest totals incrementally, an ``as_of`` total by reading up to then."""
+        if as_of is not None:
+            totals: dict[str, int] = {}
+            self._add_claims(totals, 0, as_of)
+            return totals.get(source_id, 0)
+        with self._disbursed_lock:
+            self._disbursed_position = self._add_claims(
+                self._disbursed, self._disbursed_position, None
+            )
+            return self._disbursed.get(source_id, 0)
+
+    def _add_claims(self, totals: dict[str, int], after: int, as_of: dt.datetime | None) -> int:
+        """Add the splits of claims after position ``after`` (up to ``as_of``) to ``totals``;
+        returns the last position read."""
         topic = get_topic(ContractClaim.Claimed)  # type: ignore[attr-defined]
-        start = 1
         while True:
-            page = self.recorder.select_notifications(start, 1000, topics=[topic])
+            page = self.recorder.select_notifications(after + 1, 1000, topics=[topic])
             for n in page:
                 claim: Any = self.mapper.to_domain_event(n)
+                after = n.id
                 if as_of is not None and claim.timestamp > as_of:
-                    return total
-                total += sum(a for s, a in claim.splits if s == source_id)
+                    continue  # timestamps of concurrent writers may interleave in log order
+                for s, amount_fen in claim.splits:
+                    totals[s] = totals.get(s, 0) + amount_fen
             if len(page) < 1000:
-                return total
-            start = page[-1].id + 1
+                return after
 
     def programme(self, programme_id: Any) -> ProgrammeView:
         key = check_key(programme_id, "id")

@@ -187,8 +187,10 @@ def issue_voucher(work: Work, c: IssueVoucher) -> VoucherView:
         Programme, Programme.create_id(c.programme_id), f"programme {c.programme_id}"
     )
     holder = work.get(Institution, Institution.create_id(c.holder_id), f"holder {c.holder_id}")
-    if holder.kind != "enterprise":
-        raise ValidationError(f"holder {c.holder_id} is a {holder.kind}, not an enterprise")
+    # A service provider can itself be a small firm that holds a voucher (a research institute
+    # buying testing elsewhere); redeeming its own voucher is then refused as self-dealing.
+    if holder.kind == "bank":
+        raise ValidationError(f"holder {c.holder_id} is a bank: vouchers go to firms")
     if c.face_value_fen > programme.max_face_value_fen:
         raise ValidationError(
             f"face_value_fen {c.face_value_fen} exceeds the programme maximum "

@@ -30,6 +30,7 @@ ENTERPRISE = make_uscc("91371500MA3C00001")
 ENTERPRISE_2 = make_uscc("91371500MA3C00002")
 PROVIDER = make_uscc("12371500MB2800001")
 PROVIDER_2 = make_uscc("12371500MB2800002")
+BANK = make_uscc("91370000MA3BANK01")
 
 
 def postgres_base_url() -> str:

@@ -12,6 +12,7 @@ import pytest
 from ledger.application import VoucherLedger
 from ledger.errors import LedgerError
 from tests.conftest import (
+    BANK,
     ENTERPRISE,
     ENTERPRISE_2,
     OFFICER,
@@ -204,8 +205,17 @@ def test_a_face_value_above_the_programme_maximum_is_refused(
     refused(app, "validation-error", lambda: issue(app, face_value_fen=5_000_001))
 
 
-def test_a_voucher_can_only_be_held_by_an_enterprise(app: VoucherLedger, world: World) -> None:
-    refused(app, "validation-error", lambda: issue(app, holder=PROVIDER))
+def test_a_bank_cannot_hold_a_voucher(app: VoucherLedger, world: World) -> None:
+    app.register_institution(uscc=BANK, name="A bank", kind="bank", actor=OFFICER)
+    refused(app, "validation-error", lambda: issue(app, holder=BANK))
+
+
+def test_a_provider_may_hold_a_voucher_but_not_redeem_it_itself(
+    app: VoucherLedger, world: World
+) -> None:
+    voucher_id = issue(app, holder=PROVIDER)
+    refused(app, "self-dealing", lambda: redeem(app, voucher_id, provider=PROVIDER))
+    assert redeem(app, voucher_id, provider=PROVIDER_2)[0].subsidy_fen == 900_000
 
 
 def test_the_same_contract_of_a_provider_is_paid_once_across_programmes(

@@ -1,0 +1,176 @@
+"""Locust scenarios against the public HTTP contract (API_CONTRACT.md §4), nothing else.
+
+    LEDGER_LOAD_SEED=seed.json locust -f load_tests/locustfile.py --host http://127.0.0.1:8080
+
+``benchmarks.http`` writes the seed file (tokens, voucher, source and institution ids) and reads
+the report written to ``LEDGER_LOAD_REPORT`` when locust quits: every non-2xx answer counted by
+status and problem slug, plus a few samples (request id, body, answer) to find in the server log.
+
+Every redemption carries a fresh contract_no and invoice_no, so any 409 is a spurious conflict,
+even one whose slug is ``duplicate-claim``."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import sys
+import uuid
+from collections import Counter
+from typing import Any
+
+from locust import FastHttpUser, between, constant, events, task
+
+SEED: dict[str, Any] = {}
+OUTCOMES: Counter[str] = Counter()  # "409 duplicate-claim" -> count, non-2xx only
+SAMPLES: list[dict[str, Any]] = []
+MAX_SAMPLES = 20
+_provider_numbers = itertools.count()
+
+
+def seed() -> dict[str, Any]:
+    if not SEED:
+        path = os.environ.get("LEDGER_LOAD_SEED")
+        if not path:
+            sys.exit("LEDGER_LOAD_SEED must name the seed JSON file (see benchmarks/http.py)")
+        with open(path, encoding="utf-8") as f:
+            SEED.update(json.load(f))
+    return SEED
+
+
+def slug_of(response: Any) -> str:
+    """The problem slug: the last segment of ``type``, or a stand-in for a non-problem body."""
+    if response.status_code == 0:
+        return "connection-error"
+    try:
+        body = json.loads(response.text or "")
+    except ValueError:
+        return "not-json"
+    kind = body.get("type") if isinstance(body, dict) else None
+    return str(kind).rsplit("/", 1)[-1] if kind else "no-type"
+
+
+def check(response: Any, expected: int, request: dict[str, Any] | None = None) -> None:
+    """Mark anything but ``expected`` as a failure named by status and slug, and count it."""
+    if response.status_code == expected:
+        response.success()
+        return
+    outcome = f"{response.status_code} {slug_of(response)}"
+    OUTCOMES[outcome] += 1
+    if len(SAMPLES) < MAX_SAMPLES:
+        SAMPLES.append(
+            {
+                "outcome": outcome,
+                "url": str(response.url),
+                "request": request,
+                "response": (response.text or "")[:1000],
+            }
+        )
+    response.failure(outcome)
+
+
+def auth(token: str, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", **extra}
+
+
+class ProviderUser(FastHttpUser):
+    """A service provider's system redeeming vouchers back to back with fresh claims."""
+
+    weight = 14
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        data = seed()
+        provider = data["providers"][next(_provider_numbers) % len(data["providers"])]
+        self.token: str = provider["token"]
+        self.vouchers: list[str] = data["vouchers"]
+
+    @task
+    def redeem(self) -> None:
+        claim = uuid.uuid4().hex
+        body = {
+            "voucher_id": random.choice(self.vouchers),
+            "contract_no": f"C-{claim}",
+            "invoice_no": f"INV-{claim}",
+            "service_category": "testing",
+            "contract_amount_fen": random.randint(1_000, 100_000),
+            "service_date": seed()["service_date"],
+        }
+        headers = auth(self.token, **{"Idempotency-Key": claim, "X-Request-Id": claim})
+        with self.client.post(
+            "/v1/redemptions",
+            json=body,
+            headers=headers,
+            name="/v1/redemptions",
+            catch_response=True,
+        ) as response:
+            check(response, 201, {"X-Request-Id": claim, **body})
+
+
+class OfficerUser(FastHttpUser):
+    """A programme officer looking at vouchers and funding sources now and then."""
+
+    weight = 1
+    wait_time = between(0.2, 0.6)
+
+    def on_start(self) -> None:
+        self.headers = auth(seed()["officer_token"])
+
+    @task(3)
+    def voucher(self) -> None:
+        voucher_id = random.choice(seed()["vouchers"])
+        with self.client.get(
+            f"/v1/vouchers/{voucher_id}",
+            headers=self.headers,
+            name="/v1/vouchers/{id}",
+            catch_response=True,
+        ) as response:
+            check(response, 200)
+
+    @task(1)
+    def funding_source(self) -> None:
+        source_id = random.choice(seed()["sources"])
+        with self.client.get(
+            f"/v1/funding-sources/{source_id}",
+            headers=self.headers,
+            name="/v1/funding-sources/{id}",
+            catch_response=True,
+        ) as response:
+            check(response, 200)
+
+
+class AuditorUser(FastHttpUser):
+    """An auditor reading enterprises' and providers' balances now and then."""
+
+    weight = 1
+    wait_time = between(0.2, 0.6)
+
+    def on_start(self) -> None:
+        data = seed()
+        self.headers = auth(data["auditor_token"])
+        self.institutions: list[str] = data["enterprises"] + [p["id"] for p in data["providers"]]
+
+    @task
+    def balances(self) -> None:
+        institution = random.choice(self.institutions)
+        with self.client.get(
+            f"/v1/institutions/{institution}/balances?fiscal_year={seed()['fiscal_year']}",
+            headers=self.headers,
+            name="/v1/institutions/{id}/balances",
+            catch_response=True,
+        ) as response:
+            check(response, 200)
+
+
+@events.quitting.add_listener
+def write_report(environment: Any, **_: Any) -> None:
+    """Report non-2xx answers by slug; every 409 is spurious, since every claim is fresh."""
+    conflicts = sum(n for outcome, n in OUTCOMES.items() if outcome.startswith("409 "))
+    report = {"outcomes": dict(OUTCOMES), "conflicts_409": conflicts, "samples": SAMPLES}
+    path = os.environ.get("LEDGER_LOAD_REPORT")
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+    if conflicts:
+        print(f"SPURIOUS 409s: {conflicts} (every claim was fresh)", file=sys.stderr)

@@ -1,0 +1,115 @@
+"""End to end: the real `voucher-ledger serve` process, driven over HTTP, on SQLite and
+PostgreSQL, then stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api_support import WORKED_PROGRAM, WORKED_SOURCES
+from tests.conftest import ENTERPRISE, PROVIDER
+
+ADMIN = "e2e-admin-token-" + "y" * 24
+START_TIMEOUT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(store_url: str) -> Iterator[httpx.Client]:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": store_url, "LEDGER_ADMIN_TOKEN": ADMIN}
+    cli = Path(sys.executable).with_name("voucher-ledger")
+    proc = subprocess.Popen(
+        [str(cli), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
+            try:
+                if client.get("/v1/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+        yield client
+    finally:
+        client.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+
+
+def post(client: httpx.Client, path: str, body: Any, token: str = ADMIN) -> httpx.Response:
+    return client.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
+
+
+def test_the_served_api_runs_the_worked_example_and_counts_it_in_metrics(
+    server: httpx.Client,
+) -> None:
+    for source in WORKED_SOURCES:
+        assert post(server, "/v1/funding-sources", source).status_code == 201
+    for uscc, kind in ((ENTERPRISE, "enterprise"), (PROVIDER, "provider")):
+        assert post(server, "/v1/institutions", {"id": uscc, "name": kind, "kind": kind}).is_success
+    officer = post(server, "/v1/principals", {"name": "o", "role": "program_officer"}).json()
+    provider = post(
+        server, "/v1/principals", {"name": "p", "role": "provider", "institution_id": PROVIDER}
+    ).json()
+    assert post(server, "/v1/programs", WORKED_PROGRAM, officer["token"]).status_code == 201
+    voucher = post(
+        server,
+        "/v1/vouchers",
+        {
+            "program_id": "innovation-2026",
+            "holder_id": ENTERPRISE,
+            "face_value_fen": 2_000_000,
+            "valid_until": "2026-12-31",
+        },
+        officer["token"],
+    ).json()
+    body = {
+        "voucher_id": voucher["id"],
+        "contract_no": "E2E-1",
+        "invoice_no": "E2E-INV-1",
+        "service_category": "testing",
+        "contract_amount_fen": 1_000_000,
+        "service_date": "2026-04-01",
+    }
+    redemption = post(server, "/v1/redemptions", body, provider["token"])
+    assert redemption.status_code == 201, redemption.text
+    assert redemption.json()["subsidy_fen"] == 900_000
+    assert int(redemption.headers["x-ledger-position"]) > 0
+    duplicate = post(server, "/v1/redemptions", body, provider["token"])
+    assert duplicate.status_code == 409
+    assert duplicate.headers["content-type"] == "application/problem+json"
+    assert server.get("/v1/vouchers/" + voucher["id"]).status_code == 401
+    assert "<svg" not in server.get("/docs").text and server.get("/docs").status_code == 200
+    assert server.get("/v1/openapi.json").json()["openapi"] == "3.1.0"
+    metrics = server.get("/metrics").text
+    assert 'ledger_http_requests_total{method="POST",route="/v1/redemptions",status="201"}' in (
+        metrics
+    )
+    assert "ledger_http_request_duration_seconds_bucket" in metrics
