@@ -27,11 +27,11 @@ run: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/voucher-ledger demo
 
-## lint: ruff (lint and format) and mypy on the domain.
+## lint: ruff (lint and format) and mypy on the domain and the API.
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy ledger
+	$(BIN)/mypy ledger api
 
 ## test: lint, then the whole suite on SQLite and on a throwaway PostgreSQL.
 test: lint

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Iterator
+from functools import cache
 from typing import Any
 
 import falcon
 from jsonschema import Draft202012Validator, FormatChecker, validators
+from jsonschema.exceptions import ValidationError as JsonError
 from jsonschema.exceptions import best_match
 
 from api.problems import HTTPProblem
@@ -21,7 +25,27 @@ MAX_IDEMPOTENCY_KEY_LEN = 200
 _STRICT_TYPES = Draft202012Validator.TYPE_CHECKER.redefine(
     "integer", lambda _checker, value: type(value) is int
 )
-StrictValidator = validators.extend(Draft202012Validator, type_checker=_STRICT_TYPES)
+
+
+@cache
+def _ecma_pattern(pattern: str) -> re.Pattern[str]:
+    """``pattern`` as JSON Schema means it (ECMA-262): a final ``$`` matches only at the very end.
+    Python's ``$`` also matches before a final newline, which would admit "C-1\\n" as a contract
+    number distinct from "C-1" and so slip a duplicate claim past the ledger."""
+    trailing_backslashes = len(pattern[:-1]) - len(pattern[:-1].rstrip("\\"))
+    if pattern.endswith("$") and trailing_backslashes % 2 == 0:
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[JsonError]:
+    if validator.is_type(instance, "string") and not _ecma_pattern(pattern).search(instance):
+        yield JsonError(f"{instance!r} does not match {pattern!r}")
+
+
+StrictValidator = validators.extend(
+    Draft202012Validator, validators={"pattern": _pattern}, type_checker=_STRICT_TYPES
+)
 _VALIDATORS = {
     name: StrictValidator(schema, format_checker=FormatChecker())
     for name, schema in REQUESTS.items()

@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the HTTP API (gunicorn, threaded workers)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=int, default=None, help="default: one per core")
-    serve.add_argument("--threads", type=int, default=None, help="per worker (default 16)")
+    serve.add_argument("--workers", type=int, default=None, help="default: one per two cores")
+    serve.add_argument("--threads", type=int, default=None, help="per worker (default 32)")
     return parser
 
 

@@ -50,7 +50,8 @@ def configure_logging(json_lines: bool) -> None:
     )
     structlog.configure(
         processors=[*processors, structlog.processors.format_exc_info, renderer],
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # One write per line: workers share stderr, and two writes per line interleave.
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         cache_logger_on_first_use=True,
     )

@@ -53,7 +53,12 @@ def _operation(op: Operation) -> Doc:
                 "in": "header",
                 "required": False,
                 "description": "the same key with the same body returns the first response again",
-                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LEN},
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_IDEMPOTENCY_KEY_LEN,
+                    "pattern": "^[ -~]+$",  # printable ASCII (api.body.idempotency_key)
+                },
             }
         )
     if op.response is not None:

@@ -64,8 +64,8 @@ def handle_http_error(
     slug = getattr(ex, "slug", None) or _FALCON_SLUGS.get(status, f"http-{status}")
     title = ex.title or falcon.code_to_http_status(status)
     _respond(resp, status, slug, str(title), str(ex.description or title))
-    for name, value in (ex.headers or {}).items():
-        resp.set_header(name, value)
+    if ex.headers:
+        resp.set_headers(ex.headers)
 
 
 def handle_unexpected(
@@ -83,7 +83,7 @@ def handle_unexpected(
     )
 
 
-def install(app: falcon.App) -> None:
+def install(app: falcon.App) -> None:  # type: ignore[type-arg]
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)
     app.add_error_handler(LedgerError, handle_ledger_error)

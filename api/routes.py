@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ledger.principals import ROLES
+from ledger.validate import MAX_FISCAL_YEAR, MIN_FISCAL_YEAR
 
 PUBLIC: frozenset[str] = frozenset()  # no token needed
 OFFICER, TREASURY, AUDITOR, INSPECTOR = "program_officer", "treasury", "auditor", "inspector"
@@ -42,7 +43,18 @@ class Operation:
         return not self.roles
 
 
-AS_OF = Query("as_of", "an RFC 3339 instant: the answer as it was then")
+AS_OF = Query(
+    "as_of",
+    "an RFC 3339 instant, or a date YYYY-MM-DD meaning the end of that day (UTC): the answer as "
+    "it was then",
+    schema={"type": "string", "anyOf": [{"format": "date-time"}, {"format": "date"}]},
+)
+FISCAL_YEAR = Query(
+    "fiscal_year",
+    "the fiscal year",
+    True,
+    {"type": "integer", "minimum": MIN_FISCAL_YEAR, "maximum": MAX_FISCAL_YEAR},
+)
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/v1/health", "health", "Liveness", PUBLIC, response="Health"),
@@ -112,7 +124,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "An institution's subsidy and cap balances in a fiscal year",
         READERS | {PROVIDER},
         response="Balances",
-        queries=(Query("fiscal_year", "the fiscal year", True, {"type": "integer"}),),
+        queries=(FISCAL_YEAR,),
         own_only=frozenset({PROVIDER}),
     ),
     Operation(

@@ -18,12 +18,22 @@ FEN: Schema = {"type": "integer", "minimum": 0, "maximum": MAX_AMOUNT_FEN}
 POSITIVE_FEN: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT_FEN}
 BP: Schema = {"type": "integer", "minimum": 0, "maximum": 10_000}
 YEAR: Schema = {"type": "integer", "minimum": MIN_FISCAL_YEAR, "maximum": MAX_FISCAL_YEAR}
-DATE: Schema = {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
-TEXT: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LEN}
+DATE: Schema = {"type": "string", "format": "date", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+# What ledger.validate.check_text admits: no control characters, not only white space.
+TEXT: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_TEXT_LEN,
+    "pattern": r"^[^\x00-\x1f]*$",
+    "not": {"pattern": r"^\s*$"},
+}
 KEY: Schema = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"}
-# The check character is verified by the ledger (GB 32100-2015), which answers validation-error.
-USCC: Schema = {"type": "string", "pattern": r"^[0-9A-Z]{18}$"}
+# GB 32100-2015: the alphabet has no I, O, S, V or Z and characters 3-8 are the administrative
+# division code. The check character is verified by the ledger, which answers validation-error.
+_USCC_CHAR = "[0-9A-HJ-NPQRTUWXY]"
+USCC: Schema = {"type": "string", "pattern": rf"^{_USCC_CHAR}{{2}}[0-9]{{6}}{_USCC_CHAR}{{10}}$"}
 UUID_STR: Schema = {"type": "string", "format": "uuid"}
+MAX_BANK_ACCOUNT_LEN = 64  # as ledger.application.register_institution checks it
 
 
 def obj(required: dict[str, Schema], optional: dict[str, Schema] | None = None) -> Schema:
@@ -81,7 +91,7 @@ REQUESTS: dict[str, Schema] = {
         {"id": USCC, "name": TEXT, "kind": {"enum": list(KINDS)}},
         {
             "public_key_pem": nullable({"type": "string", "minLength": 1, "maxLength": 1000}),
-            "bank_account": nullable(TEXT),
+            "bank_account": nullable({**TEXT, "maxLength": MAX_BANK_ACCOUNT_LEN}),
             "contact": nullable(TEXT),
         },
     ),

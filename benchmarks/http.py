@@ -11,7 +11,6 @@ server and drops the schema. Every redemption is a fresh claim, so any 409 is sp
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 import os
@@ -23,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ LOCUSTFILE = ROOT / "load_tests" / "locustfile.py"
 BIG_FEN = 10**14  # appropriations and caps: nothing runs out during a run
 FACE_VALUE_FEN = 10**10  # per voucher; a redemption takes at most 90,000 fen of it
 SOURCES = (("bench-province", "province", 6000), ("bench-city", "city", 3000))
-REDEEM = ("POST", "/v1/redemptions")
+SEED_ATTEMPTS = 6
 
 
 def free_port() -> int:
@@ -86,14 +86,21 @@ def seed(base: str, admin: str, vouchers: int, enterprises: int, providers: int)
     """Everything the locustfile needs, created over HTTP; any refusal stops the benchmark."""
     today = dt.date.today()
     year = today.year
+    busy: list[str] = []  # 503 answers retried
     client = httpx.Client(base_url=base, timeout=30, limits=httpx.Limits(max_connections=16))
 
-    def post(path: str, body: dict[str, Any], token: str = admin) -> dict[str, Any]:
-        response = client.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
+    def post(path: str, body: dict[str, Any], token: str = admin) -> Any:
+        """POST with an Idempotency-Key; 503 busy stored nothing, so retry with the same key."""
+        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex}
+        for attempt in range(SEED_ATTEMPTS):
+            response = client.post(path, json=body, headers=headers)
+            if response.status_code != 503 or attempt == SEED_ATTEMPTS - 1:
+                break
+            busy.append(response.text)
+            time.sleep(0.05 * (attempt + 1))
         if response.status_code != 201:
             raise RuntimeError(f"seeding POST {path} -> {response.status_code} {response.text}")
-        result: dict[str, Any] = response.json()
-        return result
+        return response.json()
 
     def principal(role: str, institution_id: str | None = None) -> str:
         body = {"name": f"bench {role}", "role": role, "institution_id": institution_id}
@@ -101,44 +108,30 @@ def seed(base: str, admin: str, vouchers: int, enterprises: int, providers: int)
 
     enterprise_ids = [enterprise_id(i) for i in range(enterprises)]
     provider_ids = [provider_id(i) for i in range(providers)]
+    kinds = dict.fromkeys(enterprise_ids, "enterprise") | dict.fromkeys(provider_ids, "provider")
+    source = {"fiscal_year": year, "appropriation_fen": BIG_FEN, "document_ref": "bench"}
+    programme = {
+        "id": "bench-http",
+        "name": "bench over HTTP",
+        "fiscal_year": year,
+        "shares": [{"source_id": s, "share_bp": bp} for s, _, bp in SOURCES],
+        "max_face_value_fen": FACE_VALUE_FEN,
+        "provider_bonus_rate_bp": 500,
+        "provider_bonus_source_id": SOURCES[1][0],
+        "provider_annual_cap_fen": BIG_FEN,
+        "enterprise_annual_cap_fen": BIG_FEN,
+    }
+
+    def register(uscc: str) -> Any:
+        return post("/v1/institutions", {"id": uscc, "name": uscc, "kind": kinds[uscc]})
+
     with client, ThreadPoolExecutor(16) as pool:
-        for source_id, level, _ in SOURCES:
-            post(
-                "/v1/funding-sources",
-                {
-                    "id": source_id,
-                    "name": source_id,
-                    "level": level,
-                    "fiscal_year": year,
-                    "appropriation_fen": BIG_FEN,
-                    "document_ref": "bench",
-                },
-            )
-        institutions = [(i, "enterprise") for i in enterprise_ids]
-        institutions += [(i, "provider") for i in provider_ids]
-        list(
-            pool.map(
-                lambda i: post("/v1/institutions", {"id": i[0], "name": i[0], "kind": i[1]}),
-                institutions,
-            )
-        )
+        for sid, level, _ in SOURCES:
+            post("/v1/funding-sources", {**source, "id": sid, "name": sid, "level": level})
+        list(pool.map(register, kinds))
         officer, auditor = principal("program_officer"), principal("auditor")
-        provider_tokens = list(pool.map(lambda p: principal("provider", p), provider_ids))
-        post(
-            "/v1/programs",
-            {
-                "id": "bench-http",
-                "name": "bench over HTTP",
-                "fiscal_year": year,
-                "shares": [{"source_id": s, "share_bp": bp} for s, _, bp in SOURCES],
-                "max_face_value_fen": FACE_VALUE_FEN,
-                "provider_bonus_rate_bp": 500,
-                "provider_bonus_source_id": SOURCES[1][0],
-                "provider_annual_cap_fen": BIG_FEN,
-                "enterprise_annual_cap_fen": BIG_FEN,
-            },
-            officer,
-        )
+        tokens = list(pool.map(lambda p: principal("provider", p), provider_ids))
+        post("/v1/programs", programme, officer)
 
         def issue(n: int) -> str:
             body = {
@@ -155,22 +148,22 @@ def seed(base: str, admin: str, vouchers: int, enterprises: int, providers: int)
         "service_date": today.isoformat(),
         "sources": [s for s, _, _ in SOURCES],
         "enterprises": enterprise_ids,
-        "providers": [
-            {"id": p, "token": t} for p, t in zip(provider_ids, provider_tokens, strict=True)
-        ],
+        "providers": [{"id": p, "token": t} for p, t in zip(provider_ids, tokens, strict=True)],
         "officer_token": officer,
         "auditor_token": auditor,
         "vouchers": voucher_ids,
+        "seed_busy_retries": len(busy),
+        "seed_busy_samples": busy[:3],
     }
 
 
 def run_locust(base: str, seed_path: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Locust headless as a child process; its report and stats CSV are read back."""
+    """Locust headless as a child process; the report its locustfile writes is read back."""
     report_path = work / "report.json"
     command = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "-u", str(args.users), "-r", str(args.users), "--run-time", f"{args.seconds}s",
-        "--host", base, "--only-summary", "--csv", str(work / "locust"), "--stop-timeout", "10",
+        "--host", base, "--only-summary", "--stop-timeout", "10",
     ]  # fmt: skip
     env = {**os.environ, "LEDGER_LOAD_SEED": str(seed_path), "LEDGER_LOAD_REPORT": str(report_path)}
     with (work / "locust.log").open("wb") as out:
@@ -180,18 +173,15 @@ def run_locust(base: str, seed_path: Path, work: Path, args: argparse.Namespace)
     if not report_path.exists():
         sys.stderr.write((work / "locust.log").read_text(errors="replace")[-4000:])
         raise RuntimeError("locust wrote no report")
-    with (work / "locust_stats.csv").open(newline="") as f:
-        stats = {(r["Type"], r["Name"]): r for r in csv.DictReader(f)}
     report: dict[str, Any] = json.loads(report_path.read_text())
-    report["stats"] = stats
     return report
 
 
-def server_problems(log: Path) -> tuple[int, int, list[str]]:
+def server_problems(log: Path, skip: int) -> tuple[int, int, list[str]]:
     """5xx answers in the request log, lines holding several JSON objects (interleaved writes),
     and any text that is not a request log object."""
     decoder, errors, joined, odd = json.JSONDecoder(), 0, 0, []
-    for line in log.read_text(errors="replace").splitlines():
+    for line in log.read_bytes()[skip:].decode(errors="replace").splitlines():
         rest, found = line.strip(), 0
         while rest.startswith("{"):
             try:
@@ -207,27 +197,25 @@ def server_problems(log: Path) -> tuple[int, int, list[str]]:
 
 
 def print_figures(report: dict[str, Any], server_5xx: int, args: argparse.Namespace) -> None:
-    stats = report["stats"]
-    redeem, total = stats[REDEEM], stats[("", "Aggregated")]
-    count, failed = int(redeem["Request Count"]), int(redeem["Failure Count"])
-    ok_per_s = float(redeem["Requests/s"]) * (count - failed) / max(1, count)
+    redeem, total = report["stats"]["POST /v1/redemptions"], report["total"]
+    ok_per_s = redeem["per_s"] * (redeem["requests"] - redeem["failures"]) / redeem["requests"]
     rows = [
         ("redemptions/s (201s)", f"{ok_per_s:.1f}"),
-        ("POST /v1/redemptions p50 ms", redeem["50%"]),
-        ("POST /v1/redemptions p99 ms", redeem["99%"]),
-        ("redemptions sent", str(count)),
-        ("failures (all requests)", total["Failure Count"]),
-        ("409 responses", str(report["conflicts_409"])),
-        ("409s not real duplicates", str(report["conflicts_409"])),
-        ("server 5xx (server log)", str(server_5xx)),
-        ("requests/s (all)", f"{float(total['Requests/s']):.1f}"),
+        ("POST /v1/redemptions p50 ms", redeem["p50_ms"]),
+        ("POST /v1/redemptions p99 ms", redeem["p99_ms"]),
+        ("redemptions sent", redeem["requests"]),
+        ("failures (all requests)", total["failures"]),
+        ("409 responses", report["conflicts_409"]),
+        ("409s not real duplicates", report["conflicts_409"]),
+        ("server 5xx during load", server_5xx),
+        ("requests/s (all)", f"{total['per_s']:.1f}"),
     ]
-    workers = args.workers or "default"
-    threads = args.threads or "default"
-    print(f"\nHTTP benchmark: {args.users} users, {args.seconds} s, workers {workers}, "
-          f"threads {threads}, PostgreSQL")  # fmt: skip
+    shape = f"workers {args.workers or 'default'}, threads {args.threads or 'default'}"
+    print(f"\nHTTP benchmark: {args.users} users, {args.seconds} s, {shape}, PostgreSQL")
     for label, value in rows:
         print(f"  {label:<30} {value:>10}")
+    per_s = " ".join(str(n // 5) for n in report["redeemed_per_5s"][: args.seconds // 5])
+    print(f"  redemptions/s by 5 s slice: {per_s}")
     for outcome, n in sorted(report["outcomes"].items()):
         print(f"  failure {outcome}: {n}")
 
@@ -253,15 +241,20 @@ def main() -> int:
         wait_healthy(base, server)
         started = time.monotonic()
         data = seed(base, admin, args.vouchers, enterprises=200, providers=20)
-        print(f"seeded {len(data['vouchers'])} vouchers in {time.monotonic() - started:.1f} s")
+        took_s, busy = time.monotonic() - started, data["seed_busy_retries"]
+        print(
+            f"seeded {len(data['vouchers'])} vouchers in {took_s:.1f} s; 503 busy retried: {busy}"
+        )
+        for text in data["seed_busy_samples"]:
+            print(f"  seeding 503: {text}")
         seed_path = work / "seed.json"
-        seed_path.write_text(json.dumps(data))
-        seed_path.chmod(0o600)
+        seed_path.write_text(json.dumps(data))  # tokens: the folder is private (mkdtemp)
+        seeding_log_bytes = (work / "server.log").stat().st_size
         report = run_locust(base, seed_path, work, args)
     finally:
         stop_server(server)
         drop_database(url)
-    server_5xx, joined, odd = server_problems(work / "server.log")
+    server_5xx, joined, odd = server_problems(work / "server.log", seeding_log_bytes)
     print_figures(report, server_5xx, args)
     if joined:
         print(f"  server log: {joined} lines hold several JSON objects (interleaved writes)")
@@ -273,7 +266,7 @@ def main() -> int:
     if clean:
         shutil.rmtree(work, ignore_errors=True)
     else:
-        print(f"problems seen: logs, seed and locust CSVs kept in {work}")
+        print(f"problems seen: server and locust logs, seed and report kept in {work}")
     return 0 if clean else 1
 
 

@@ -63,7 +63,7 @@ MAX_STREAM_SCAN = 1_000_000
 
 def check_key(value: Any, field: str) -> str:
     """Ids and document numbers people choose: 1–64 of letters, digits and ``._:/-``."""
-    if not isinstance(value, str) or not _KEY_RE.match(value):
+    if not isinstance(value, str) or not _KEY_RE.fullmatch(value):
         raise ValidationError(f"{field} must be 1-64 characters of letters, digits and ._:/-")
     return value
 
@@ -325,7 +325,7 @@ class VoucherLedger(Application[UUID]):
         actor: str,
         idempotency: Idempotency | None = None,
     ) -> tuple[RedemptionView, int | None]:
-        if not isinstance(reason_code, str) or not _REASON_CODE_RE.match(reason_code):
+        if not isinstance(reason_code, str) or not _REASON_CODE_RE.fullmatch(reason_code):
             raise ValidationError("reason_code must be 1-40 of lower-case letters, digits and -")
         return self._run(
             cmd.claw_back,
@@ -423,9 +423,7 @@ class VoucherLedger(Application[UUID]):
             raise NotFound(f"{what} did not exist at {as_of.isoformat()}")
         return version
 
-    def funding_source(
-        self, source_id: Any, as_of: dt.datetime | None = None
-    ) -> FundingSourceView:
+    def funding_source(self, source_id: Any, as_of: dt.datetime | None = None) -> FundingSourceView:
         key = check_key(source_id, "id")
         agg_id = FundingSource.create_id(key)
         what = f"funding source {key}"

@@ -423,3 +423,11 @@ def test_every_event_names_the_acting_principal(app: VoucherLedger, world: World
     for event in events:
         if type(event).__name__ in ("Issued", "Reserved", "Redeemed", "Claimed"):
             assert getattr(event, "actor", None) in (OFFICER, "provider-principal-1"), event
+
+
+def test_a_contract_number_with_a_trailing_newline_is_not_a_new_contract(
+    app: VoucherLedger, world: World
+) -> None:
+    voucher_id = issue(app)
+    redeem(app, voucher_id, contract_no="C-1")
+    refused(app, "validation-error", lambda: redeem(app, voucher_id, contract_no="C-1\n"))

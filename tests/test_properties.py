@@ -420,7 +420,7 @@ class Harness:
         amounts = split_by_weights(face_value_fen, [bp for _, bp in p.shares])
         reservations = tuple((s, a) for (s, _), a in zip(p.shares, amounts, strict=True))
         refusals: set[type[LedgerError]] = set()
-        if holder_id not in ENTERPRISES or face_value_fen > p.max_face_value_fen:
+        if face_value_fen > p.max_face_value_fen:  # a provider may hold one too
             refusals.add(ValidationError)
         if valid_until < TODAY:
             refusals.add(ValidationError)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from ledger.idempotency import Idempotency, Replay
 
 Body = dict[str, Any]
 MAX_AS_OF_LEN = 40
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def dumps(body: Body) -> str:
@@ -72,14 +74,14 @@ def as_of(req: falcon.Request) -> dt.datetime | None:
     if raw is None:
         return None
     try:
-        if len(raw) == 10:
+        if _DATE_RE.fullmatch(raw):
             day = dt.date.fromisoformat(raw)
             return dt.datetime.combine(day, dt.time.max, tzinfo=dt.UTC)
-        if len(raw) > MAX_AS_OF_LEN:
+        if len(raw) > MAX_AS_OF_LEN or not raw.isascii():
             raise ValueError
         instant = dt.datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        if instant.tzinfo is None:
+            raise ValidationError("as_of must carry a time zone (Z or +08:00)")
+        return instant.astimezone(dt.UTC)
+    except (ValueError, OverflowError):  # OverflowError: before year 1 or after 9999 in UTC
         raise ValidationError("as_of must be an RFC 3339 instant or a date YYYY-MM-DD") from None
-    if instant.tzinfo is None:
-        raise ValidationError("as_of must carry a time zone (Z or +08:00)")
-    return instant.astimezone(dt.UTC)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import falcon
 
 from api import render
@@ -11,6 +13,8 @@ from api.resources.base import Resource, run_command, write_json
 from ledger.errors import ValidationError
 from ledger.uscc import check_uscc
 from ledger.validate import check_fiscal_year
+
+_YEAR_RE = re.compile(r"[0-9]{4}")
 
 
 class Institutions(Resource):
@@ -45,7 +49,11 @@ class Balances(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         uscc = check_uscc(id, "id")
         raw_year = req.get_param("fiscal_year")
-        if raw_year is None or not raw_year.isdigit() or len(raw_year) != 4:
+        if (
+            raw_year is None
+            or not (raw_year.isascii() and raw_year.isdigit())
+            or len(raw_year) != 4
+        ):
             raise ValidationError("fiscal_year must be a year such as 2026")
         year = check_fiscal_year(int(raw_year))
         self.ledger.institution(uscc)  # 404 for an unknown institution

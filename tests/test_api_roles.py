@@ -1,0 +1,264 @@
+"""The role matrix (API_CONTRACT.md §2, §3, §4): every operation of ``api.routes.OPERATIONS``
+against every role, no token and an unknown token, generated from that one table, on the
+in-memory store. A refused request must store nothing; an allowed one must get past
+authorisation and, with the sensible request built here, succeed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from api.routes import OPERATIONS, Operation
+from ledger.principals import ROLES
+from ledger.uscc import make_uscc
+from tests.api_support import Api, auth, issue, open_worked_example, redemption_body
+from tests.conftest import ENTERPRISE, ENTERPRISE_2, PROVIDER, PROVIDER_2
+
+NO_TOKEN, UNKNOWN_TOKEN = "no token", "unknown token"
+CALLERS = (*ROLES, NO_TOKEN, UNKNOWN_TOKEN)
+NEW_ENTERPRISE = make_uscc("91371500MA3C00003")
+PUBLIC_OPS = [op for op in OPERATIONS if op.public]
+GUARDED_OPS = [op for op in OPERATIONS if not op.public]
+
+
+@dataclass
+class Scene:
+    """The worked example plus one of everything a path can name, over HTTP."""
+
+    api: Api
+    redeemed_voucher: str  # redeemed by PROVIDER
+    fresh_voucher: str  # active, never redeemed
+    redemption: str  # by PROVIDER, of redeemed_voucher
+    frozen: str = PROVIDER_2  # frozen by the inspector
+
+
+def open_scene(api: Api) -> Scene:
+    open_worked_example(api)
+    redeemed = issue(api)
+    result = api.post("/v1/redemptions", redemption_body(redeemed), api.tokens["provider"])
+    assert result.status_code == 201, result.text
+    fresh = issue(api, holder=ENTERPRISE_2)
+    frozen = api.post(
+        f"/v1/institutions/{PROVIDER_2}/freeze", {"reason": "audit"}, api.tokens["inspector"]
+    )
+    assert frozen.status_code == 200, frozen.text
+    return Scene(api, redeemed, fresh, str(result.json["id"]))
+
+
+# The id each path names: ids the "provider" principal may see, so that its own_only operations
+# succeed too.
+PATH_IDS: dict[str, Any] = {
+    "/v1/funding-sources/{id}": lambda s: "province-2026",
+    "/v1/programs/{id}": lambda s: "innovation-2026",
+    "/v1/institutions/{id}": lambda s: PROVIDER,
+    "/v1/institutions/{id}/balances": lambda s: PROVIDER,
+    "/v1/institutions/{id}/freeze": lambda s: ENTERPRISE_2,
+    "/v1/institutions/{id}/unfreeze": lambda s: s.frozen,
+    "/v1/vouchers/{id}": lambda s: s.redeemed_voucher,
+    "/v1/vouchers/{id}/revoke": lambda s: s.fresh_voucher,
+    "/v1/redemptions/{id}": lambda s: s.redemption,
+    "/v1/redemptions/{id}/claw-back": lambda s: s.redemption,
+}
+
+# A valid body for each request schema (api.schemas.REQUESTS), one that the ledger accepts.
+BODIES: dict[str, Any] = {
+    "NewPrincipal": lambda s: {"name": "another auditor", "role": "auditor"},
+    "NewFundingSource": lambda s: {
+        "id": "county-2026",
+        "name": "County",
+        "level": "county",
+        "fiscal_year": 2026,
+        "appropriation_fen": 10_000_000,
+        "document_ref": "县科字〔2026〕3号",
+    },
+    "NewProgram": lambda s: {
+        "id": "second-2026",
+        "name": "Second programme",
+        "fiscal_year": 2026,
+        "shares": [{"source_id": "province-2026", "share_bp": 5000}],
+        "max_face_value_fen": 1_000_000,
+        "provider_bonus_rate_bp": 0,
+        "provider_bonus_source_id": "province-2026",
+        "provider_annual_cap_fen": 10_000_000,
+        "enterprise_annual_cap_fen": 1_000_000,
+    },
+    "NewInstitution": lambda s: {"id": NEW_ENTERPRISE, "name": "New firm", "kind": "enterprise"},
+    "NewVoucher": lambda s: {
+        "program_id": "innovation-2026",
+        "holder_id": ENTERPRISE_2,
+        "face_value_fen": 1_000_000,
+        "valid_until": "2026-12-31",
+    },
+    "NewRedemption": lambda s: redemption_body(s.fresh_voucher, "C-2"),
+    "Reason": lambda s: {"reason": "role matrix"},
+    "Clawback": lambda s: {"reason_code": "duplicate-invoice"},
+}
+
+
+# A value for each required query parameter.
+QUERIES: dict[str, str] = {"fiscal_year": "2026"}
+
+
+def path_of(op: Operation, scene: Scene) -> str:
+    if "{id}" not in op.path:
+        return op.path
+    return op.path.replace("{id}", PATH_IDS[op.path](scene))
+
+
+def send(scene: Scene, op: Operation, caller: str) -> Any:
+    """``op`` with a sensible request, as ``caller`` (a role, NO_TOKEN or UNKNOWN_TOKEN)."""
+    if caller == NO_TOKEN:
+        headers: dict[str, str] = {}
+    elif caller == UNKNOWN_TOKEN:
+        headers = auth("not-a-token-anyone-was-given-" + "y" * 20)
+    else:
+        headers = auth(scene.api.tokens[caller])
+    params = {q.name: QUERIES[q.name] for q in op.queries if q.required}
+    body = BODIES[op.request](scene) if op.request is not None else None
+    return scene.api.client.simulate_request(
+        op.method, path_of(op, scene), headers=headers, params=params, json=body
+    )
+
+
+def label(op: Operation, caller: str | None = None) -> str:
+    return op.operation_id if caller is None else f"{op.operation_id}-{caller.replace(' ', '_')}"
+
+
+def assert_problem(result: Any, status: int, slug: str) -> None:
+    assert result.status_code == status, result.text
+    assert result.headers["Content-Type"].startswith("application/problem+json")
+    assert result.json["type"].endswith(f"/{slug}")
+    assert result.json["status"] == status
+
+
+@pytest.fixture
+def scene(memory_api: Api) -> Scene:
+    return open_scene(memory_api)
+
+
+def test_every_operation_in_the_table_has_a_request_to_send() -> None:
+    paths_with_ids = {op.path for op in OPERATIONS if "{id}" in op.path}
+    assert paths_with_ids <= set(PATH_IDS)
+    assert {op.request for op in OPERATIONS if op.request is not None} <= set(BODIES)
+    assert {q.name for op in OPERATIONS for q in op.queries if q.required} <= set(QUERIES)
+    assert GUARDED_OPS and PUBLIC_OPS
+    assert set(ROLES) >= {role for op in OPERATIONS for role in op.roles}
+
+
+@pytest.mark.parametrize(
+    ("op", "caller"),
+    [pytest.param(op, caller, id=label(op, caller)) for op in PUBLIC_OPS for caller in CALLERS],
+)
+def test_a_public_operation_answers_anyone_without_401_or_403(
+    scene: Scene, op: Operation, caller: str
+) -> None:
+    result = send(scene, op, caller)
+    assert result.status_code not in (401, 403), result.text
+    assert result.status_code == op.status, result.text
+    assert result.headers["Content-Type"].startswith(op.content_type)
+
+
+@pytest.mark.parametrize("op", [pytest.param(op, id=label(op)) for op in GUARDED_OPS])
+def test_a_guarded_operation_without_a_token_is_refused_with_401_and_changes_nothing(
+    scene: Scene, op: Operation
+) -> None:
+    before = scene.api.log_length()
+    result = send(scene, op, NO_TOKEN)
+    assert_problem(result, 401, "unauthorized")
+    assert result.headers["WWW-Authenticate"].startswith("Bearer")
+    assert scene.api.log_length() == before
+
+
+@pytest.mark.parametrize("op", [pytest.param(op, id=label(op)) for op in GUARDED_OPS])
+def test_a_guarded_operation_with_an_unknown_token_is_refused_with_401_and_changes_nothing(
+    scene: Scene, op: Operation
+) -> None:
+    before = scene.api.log_length()
+    result = send(scene, op, UNKNOWN_TOKEN)
+    assert_problem(result, 401, "unauthorized")
+    assert scene.api.log_length() == before
+
+
+@pytest.mark.parametrize(
+    ("op", "role"),
+    [
+        pytest.param(op, role, id=label(op, role))
+        for op in GUARDED_OPS
+        for role in ROLES
+        if role not in op.roles
+    ],
+)
+def test_a_role_outside_the_table_is_refused_with_403_and_changes_nothing(
+    scene: Scene, op: Operation, role: str
+) -> None:
+    before = scene.api.log_length()
+    result = send(scene, op, role)
+    assert_problem(result, 403, "forbidden")
+    assert scene.api.log_length() == before
+
+
+@pytest.mark.parametrize(
+    ("op", "role"),
+    [
+        pytest.param(op, role, id=label(op, role))
+        for op in GUARDED_OPS
+        for role in ROLES
+        if role in op.roles
+    ],
+)
+def test_a_role_in_the_table_gets_past_authorisation_and_succeeds(
+    scene: Scene, op: Operation, role: str
+) -> None:
+    before = scene.api.log_length()
+    result = send(scene, op, role)
+    assert result.status_code not in (401, 403), result.text
+    assert result.status_code == op.status, result.text
+    if op.method == "POST":
+        assert scene.api.log_length() > before
+        assert int(result.headers["X-Ledger-Position"]) == scene.api.log_length()
+    else:
+        assert scene.api.log_length() == before
+
+
+def test_a_provider_cannot_read_another_providers_balances_or_institution(scene: Scene) -> None:
+    api = scene.api
+    for token, other in (
+        (api.tokens["provider"], PROVIDER_2),
+        (api.tokens["provider_2"], PROVIDER),
+    ):
+        balances = api.get(f"/v1/institutions/{other}/balances", token, fiscal_year=2026)
+        assert_problem(balances, 403, "forbidden")
+        assert_problem(api.get(f"/v1/institutions/{other}", token), 403, "forbidden")
+    own = api.get(f"/v1/institutions/{PROVIDER}/balances", api.tokens["provider"], fiscal_year=2026)
+    assert own.status_code == 200, own.text
+    assert own.json["redeemed_contract_fen"] == 1_000_000
+
+
+def test_a_provider_cannot_read_an_enterprises_balances(scene: Scene) -> None:
+    result = scene.api.get(
+        f"/v1/institutions/{ENTERPRISE}/balances", scene.api.tokens["provider"], fiscal_year=2026
+    )
+    assert_problem(result, 403, "forbidden")
+
+
+def test_a_provider_reads_a_voucher_only_after_redeeming_it(scene: Scene) -> None:
+    api = scene.api
+    voucher = issue(api)
+    path = f"/v1/vouchers/{voucher}"
+    assert_problem(api.get(path, api.tokens["provider"]), 403, "forbidden")
+    redeemed = api.post("/v1/redemptions", redemption_body(voucher, "C-9"), api.tokens["provider"])
+    assert redeemed.status_code == 201, redeemed.text
+    after = api.get(path, api.tokens["provider"])
+    assert after.status_code == 200, after.text
+    assert after.json["id"] == voucher
+    # Redeeming it did not open it to every provider.
+    assert_problem(api.get(path, api.tokens["provider_2"]), 403, "forbidden")
+
+
+def test_a_provider_cannot_read_another_providers_redemption(scene: Scene) -> None:
+    api = scene.api
+    path = f"/v1/redemptions/{scene.redemption}"
+    assert api.get(path, api.tokens["provider"]).status_code == 200
+    assert_problem(api.get(path, api.tokens["provider_2"]), 403, "forbidden")
