@@ -79,7 +79,10 @@ def read_json(req: falcon.Request) -> Any:
 
 def parse_body(req: falcon.Request, schema_name: str) -> dict[str, Any]:
     """The request's JSON body, valid against ``REQUESTS[schema_name]``; else ValidationError
-    naming the first offending field."""
+    naming the first offending field. Parsed once per request (the stream is read once)."""
+    parsed: dict[str, Any] | None = getattr(req.context, "body", None)
+    if parsed is not None:
+        return parsed
     body = read_json(req)
     error = best_match(_VALIDATORS[schema_name].iter_errors(body))
     if error is not None:

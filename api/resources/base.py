@@ -12,7 +12,7 @@ from typing import Any
 import falcon
 
 from api.auth import actor_of
-from api.body import idempotency_key, request_digest
+from api.body import idempotency_key, parse_body, request_digest
 from ledger.application import VoucherLedger
 from ledger.errors import ValidationError
 from ledger.idempotency import Idempotency, Replay
@@ -29,6 +29,30 @@ def dumps(body: Body) -> str:
 class Resource:
     def __init__(self, ledger: VoucherLedger) -> None:
         self.ledger = ledger
+
+    def command(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        schema: str,
+        method: Callable[..., tuple[Any, int | None]],
+        render: Callable[[Any], Body],
+        status: int,
+        *args: Any,
+        renames: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> Any:
+        """Validate the body against ``schema`` and call ``method(*args, **fields)``: the body's
+        fields (some ``renames``d to the ledger's names) plus ``extra``, the actor and the key."""
+        body = parse_body(req, schema)
+        fields = {(renames or {}).get(k, k): v for k, v in body.items()}
+        return run_command(
+            req,
+            resp,
+            lambda idem: method(*args, **fields, **extra, actor=actor_of(req), idempotency=idem),
+            render,
+            status,
+        )
 
 
 def write_json(resp: falcon.Response, body: Body, status: int = 200) -> None:

@@ -7,9 +7,8 @@ import re
 import falcon
 
 from api import render
-from api.auth import actor_of, require_own
-from api.body import parse_body
-from api.resources.base import Resource, run_command, write_json
+from api.auth import require_own
+from api.resources.base import Resource, write_json
 from ledger.errors import ValidationError
 from ledger.uscc import check_uscc
 from ledger.validate import check_fiscal_year
@@ -19,22 +18,14 @@ _YEAR_RE = re.compile(r"[0-9]{4}")
 
 class Institutions(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = parse_body(req, "NewInstitution")
-        run_command(
+        self.command(
             req,
             resp,
-            lambda idem: self.ledger.register_institution(
-                uscc=body["id"],
-                name=body["name"],
-                kind=body["kind"],
-                public_key_pem=body.get("public_key_pem"),
-                bank_account=body.get("bank_account"),
-                contact=body.get("contact"),
-                actor=actor_of(req),
-                idempotency=idem,
-            ),
+            "NewInstitution",
+            self.ledger.register_institution,
             render.institution,
             201,
+            renames={"id": "uscc"},
         )
 
 
@@ -71,15 +62,8 @@ class Freeze(Resource):
     frozen = True
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        body = parse_body(req, "Reason")
         change = self.ledger.freeze_institution if self.frozen else self.ledger.unfreeze_institution
-        run_command(
-            req,
-            resp,
-            lambda idem: change(id, reason=body["reason"], actor=actor_of(req), idempotency=idem),
-            render.institution,
-            200,
-        )
+        self.command(req, resp, "Reason", change, render.institution, 200, id)
 
 
 class Unfreeze(Freeze):

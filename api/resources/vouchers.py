@@ -5,27 +5,21 @@ from __future__ import annotations
 import falcon
 
 from api import render
-from api.auth import actor_of, principal_of, require_own
+from api.auth import principal_of, require_own
 from api.body import canonical_json, parse_body
-from api.resources.base import Resource, as_of, run_command, write_json
+from api.resources.base import Resource, as_of, write_json
 
 
 class Vouchers(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = parse_body(req, "NewVoucher")
-        run_command(
+        self.command(
             req,
             resp,
-            lambda idem: self.ledger.issue_voucher(
-                programme_id=body["program_id"],
-                holder_id=body["holder_id"],
-                face_value_fen=body["face_value_fen"],
-                valid_until=body["valid_until"],
-                actor=actor_of(req),
-                idempotency=idem,
-            ),
+            "NewVoucher",
+            self.ledger.issue_voucher,
             render.voucher,
             201,
+            renames={"program_id": "programme_id"},
         )
 
 
@@ -42,42 +36,23 @@ class Voucher(Resource):
 
 class Revoke(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        body = parse_body(req, "Reason")
-        run_command(
-            req,
-            resp,
-            lambda idem: self.ledger.revoke_voucher(
-                id, reason=body["reason"], actor=actor_of(req), idempotency=idem
-            ),
-            render.voucher,
-            200,
-        )
+        self.command(req, resp, "Reason", self.ledger.revoke_voucher, render.voucher, 200, id)
 
 
 class Redemptions(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = parse_body(req, "NewRedemption")
-        principal = principal_of(req)
-        assert principal.institution_id is not None, "a provider principal has an institution"
-        unsigned = {k: v for k, v in body.items() if k != "signature"}
-        run_command(
+        """The provider is the token's institution; what it signed is the canonical JSON of the
+        body without its signature (API_CONTRACT.md §2)."""
+        unsigned = {k: v for k, v in parse_body(req, "NewRedemption").items() if k != "signature"}
+        self.command(
             req,
             resp,
-            lambda idem: self.ledger.redeem(
-                voucher_id=body["voucher_id"],
-                provider_id=principal.institution_id,
-                contract_no=body["contract_no"],
-                invoice_no=body["invoice_no"],
-                service_category=body["service_category"],
-                contract_amount_fen=body["contract_amount_fen"],
-                service_date=body["service_date"],
-                signature=body.get("signature"),
-                signed_payload=canonical_json(unsigned),
-                actor=actor_of(req),
-                idempotency=idem,
-            ),
+            "NewRedemption",
+            self.ledger.redeem,
             render.redemption,
             201,
+            provider_id=principal_of(req).institution_id,
+            signed_payload=canonical_json(unsigned),
         )
 
 
@@ -90,13 +65,4 @@ class Redemption(Resource):
 
 class ClawBack(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        body = parse_body(req, "Clawback")
-        run_command(
-            req,
-            resp,
-            lambda idem: self.ledger.claw_back(
-                id, reason_code=body["reason_code"], actor=actor_of(req), idempotency=idem
-            ),
-            render.redemption,
-            200,
-        )
+        self.command(req, resp, "Clawback", self.ledger.claw_back, render.redemption, 200, id)
