@@ -70,15 +70,15 @@ class ObservabilityMiddleware:
     ) -> None:
         duration_s = time.perf_counter() - getattr(req.context, "started_s", time.perf_counter())
         route = req.uri_template or "unmatched"
-        status = str(resp.status_code if hasattr(resp, "status_code") else resp.status)[:3]
-        REQUESTS.labels(route, req.method, status).inc()
-        LATENCY_S.labels(route, req.method, status).observe(duration_s)
+        status = resp.status_code
+        REQUESTS.labels(route, req.method, str(status)).inc()
+        LATENCY_S.labels(route, req.method, str(status)).observe(duration_s)
         log.info(
             "request",
             method=req.method,
             path=req.path,
             route=route,
-            status=int(status),
+            status=status,
             duration_ms=round(duration_s * 1000, 3),
             request_id=getattr(req.context, "request_id", None),
         )

@@ -59,6 +59,7 @@ MAX_SHARES = 10
 EXPIRY_CHUNK = 200
 TOKEN_BYTES = 32
 MAX_STREAM_SCAN = 1_000_000
+NOTIFICATION_PAGE = 1000
 
 
 def check_key(value: Any, field: str) -> str:
@@ -387,16 +388,20 @@ class VoucherLedger(Application[UUID]):
         return expired
 
     def _issued_vouchers(self) -> Iterator[tuple[UUID, dt.date]]:
-        topic = get_topic(Voucher.Issued)  # type: ignore[attr-defined]
-        start = 1
+        for _, issued in self._follow(Voucher.Issued, after=0):  # type: ignore[attr-defined]
+            yield issued.originator_id, dt.date.fromisoformat(issued.valid_until)
+
+    def _follow(self, event_class: type[Any], after: int) -> Iterator[tuple[int, Any]]:
+        """(position, event) of every ``event_class`` event after position ``after``, in log
+        order, read a page at a time."""
+        topic = get_topic(event_class)
         while True:
-            page = self.recorder.select_notifications(start, 1000, topics=[topic])
+            page = self.recorder.select_notifications(after + 1, NOTIFICATION_PAGE, topics=[topic])
             for n in page:
-                issued: Any = self.mapper.to_domain_event(n)
-                yield issued.originator_id, dt.date.fromisoformat(issued.valid_until)
-            if len(page) < 1000:
+                yield n.id, self.mapper.to_domain_event(n)
+            if len(page) < NOTIFICATION_PAGE:
                 return
-            start = page[-1].id + 1
+            after = page[-1].id
 
     # ---- queries -------------------------------------------------------------------------
     def _load(self, cls: type[A], agg_id: UUID, what: str, version: int | None = None) -> A:
@@ -448,18 +453,14 @@ class VoucherLedger(Application[UUID]):
     def _add_claims(self, totals: dict[str, int], after: int, as_of: dt.datetime | None) -> int:
         """Add the splits of claims after position ``after`` (up to ``as_of``) to ``totals``;
         returns the last position read."""
-        topic = get_topic(ContractClaim.Claimed)  # type: ignore[attr-defined]
-        while True:
-            page = self.recorder.select_notifications(after + 1, 1000, topics=[topic])
-            for n in page:
-                claim: Any = self.mapper.to_domain_event(n)
-                after = n.id
-                if as_of is not None and claim.timestamp > as_of:
-                    continue  # timestamps of concurrent writers may interleave in log order
-                for s, amount_fen in claim.splits:
-                    totals[s] = totals.get(s, 0) + amount_fen
-            if len(page) < 1000:
-                return after
+        last = after
+        claimed = ContractClaim.Claimed  # type: ignore[attr-defined]
+        for last, claim in self._follow(claimed, after):  # noqa: B007 (last is returned)
+            if as_of is not None and claim.timestamp > as_of:
+                continue  # timestamps of concurrent writers may interleave in log order
+            for s, amount_fen in claim.splits:
+                totals[s] = totals.get(s, 0) + amount_fen
+        return last
 
     def programme(self, programme_id: Any) -> ProgrammeView:
         key = check_key(programme_id, "id")
