@@ -10,22 +10,37 @@ from api import problems
 from api.auth import Authenticator, AuthMiddleware
 from api.docs import Docs, OpenAPI
 from api.observability import Metrics, ObservabilityMiddleware
-from api.resources import admin, funding, institutions, vouchers
+from api.resources import admin, funding, institutions, payables, vouchers
 from api.routes import OPERATIONS
 from ledger.application import VoucherLedger
 from ledger.settings import Settings
+from projections.reader import ViewReader
+from projections.runner import Projector
+from projections.store import open_views
 
 
 class LedgerApp(falcon.App):  # type: ignore[type-arg]
-    """The falcon app, holding the ledger it serves so its owner can close it."""
+    """The falcon app, holding the ledger and views it serves so its owner can close them."""
 
     ledger: VoucherLedger
+    reader: ViewReader
+
+    def close(self) -> None:
+        if self.reader.projector is not None:
+            self.reader.projector.stop()
+        self.ledger.close()
+        self.reader.store.close()
 
 
 def create_app(settings: Settings, ledger: VoucherLedger | None = None) -> LedgerApp:
     """The API over ``ledger`` (opened from ``settings`` if not given). ``app.ledger`` is the
     ledger, for whoever owns the process to close."""
     ledger = ledger or VoucherLedger(settings)
+    store = open_views(settings)
+    projector = None
+    if settings.projector == "embedded" or settings.backend == "memory":
+        projector = Projector(ledger, store).start()
+    reader = ViewReader(ledger, store, projector)
     app = LedgerApp(
         middleware=[
             ObservabilityMiddleware(),
@@ -36,18 +51,18 @@ def create_app(settings: Settings, ledger: VoucherLedger | None = None) -> Ledge
     app.resp_options.secure_cookies_by_default = True
     problems.install(app)
     resources: dict[str, Any] = {
-        "/v1/health": admin.Health(),
+        "/v1/health": admin.Health(reader),
         "/v1/principals": admin.Principals(ledger),
         "/v1/funding-sources": funding.FundingSources(ledger),
-        "/v1/funding-sources/{id}": funding.FundingSource(ledger),
+        "/v1/funding-sources/{id}": funding.FundingSource(ledger, reader),
         "/v1/programs": funding.Programs(ledger),
         "/v1/programs/{id}": funding.Program(ledger),
         "/v1/institutions": institutions.Institutions(ledger),
         "/v1/institutions/{id}": institutions.Institution(ledger),
-        "/v1/institutions/{id}/balances": institutions.Balances(ledger),
+        "/v1/institutions/{id}/balances": institutions.Balances(ledger, reader),
         "/v1/institutions/{id}/freeze": institutions.Freeze(ledger),
         "/v1/institutions/{id}/unfreeze": institutions.Unfreeze(ledger),
-        "/v1/vouchers": vouchers.Vouchers(ledger),
+        "/v1/vouchers": vouchers.Vouchers(ledger, reader),
         "/v1/vouchers/{id}": vouchers.Voucher(ledger),
         "/v1/vouchers/{id}/revoke": vouchers.Revoke(ledger),
         "/v1/redemptions": vouchers.Redemptions(ledger),
@@ -55,10 +70,12 @@ def create_app(settings: Settings, ledger: VoucherLedger | None = None) -> Ledge
         "/v1/redemptions/{id}/claw-back": vouchers.ClawBack(ledger),
         "/v1/openapi.json": OpenAPI(),
         "/docs": Docs(),
-        "/metrics": Metrics(),
+        "/metrics": Metrics(reader),
+        "/v1/payables": payables.Payables(ledger, reader),
     }
     assert set(resources) == {op.path for op in OPERATIONS}, "routes and table disagree"
     for path, resource in resources.items():
         app.add_route(path, resource)
     app.ledger = ledger
+    app.reader = reader
     return app

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from tqdm import tqdm
 
 from ledger.application import VoucherLedger
 from ledger.demo import PROGRAMME_A, PROGRAMME_B, load_demo
 from ledger.errors import LedgerError
 from ledger.settings import Settings
+from projections.runner import PAGE_SIZE, Projector
+from projections.store import open_views
 
 
 def yuan(fen: int) -> str:
@@ -57,6 +64,55 @@ def cmd_expire(app: VoucherLedger, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_project(app: VoucherLedger, args: argparse.Namespace) -> int:
+    """Follow the log into the views until SIGTERM or SIGINT (``--once``: catch up, then exit)."""
+    store = open_views(app.settings)
+    projector = Projector(app, store, page_size=args.page_size)
+    try:
+        with progress_bar("catching up") as bar:
+            projector.catch_up(bar)
+        print(f"views at position {projector.position or 0}", flush=True)
+        if not args.once:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: projector.stopping.set())
+            projector.run()
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_rebuild(app: VoucherLedger, _: argparse.Namespace) -> int:
+    """Drop every view row and the position, then apply the whole log again."""
+    store = open_views(app.settings)
+    try:
+        store.reset()
+        projector = Projector(app, store)
+        started = time.perf_counter()
+        with progress_bar("rebuilding") as bar:
+            done = projector.catch_up(bar)
+        elapsed_s = time.perf_counter() - started
+        rate = int(done / elapsed_s) if elapsed_s > 0 else done
+        print(f"rebuilt the views from {done} events in {elapsed_s:.1f} s ({rate} events/s)")
+    finally:
+        store.close()
+    return 0
+
+
+@contextmanager
+def progress_bar(what: str) -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar (events done, events/s, ETA) fed with (position, head)."""
+    bar = tqdm(desc=what, unit="ev", unit_scale=True, file=sys.stderr, dynamic_ncols=True)
+
+    def update(position: int, head: int) -> None:
+        bar.total = head
+        bar.update(position - bar.n)
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voucher-ledger", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=None, help="default: one per two cores")
     serve.add_argument("--threads", type=int, default=None, help="per worker (default 32)")
+    project = sub.add_parser("project", help="follow the log into the read models")
+    project.add_argument("--once", action="store_true", help="catch up, then exit")
+    project.add_argument(
+        "--page-size", type=int, default=PAGE_SIZE, help="events per transaction (1-10000)"
+    )
+    sub.add_parser("rebuild-projections", help="drop the read models and rebuild them from 0")
     return parser
 
 
@@ -80,7 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(
             args.host, args.port, args.workers or default_workers(), args.threads or DEFAULT_THREADS
         )
-    handlers = {"demo": cmd_demo, "expire": cmd_expire}
+    handlers = {
+        "demo": cmd_demo,
+        "expire": cmd_expire,
+        "project": cmd_project,
+        "rebuild-projections": cmd_rebuild,
+    }
     app = VoucherLedger(Settings.from_env())
     try:
         return handlers[args.command](app, args)

@@ -10,6 +10,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import falcon
@@ -23,6 +24,10 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from projections.reader import ViewReader
 
 REQUESTS = Counter(
     "ledger_http_requests",
@@ -84,7 +89,28 @@ class ObservabilityMiddleware:
         )
 
 
+class ProjectionLag(Collector):
+    """How far the views are behind the log, measured when scraped."""
+
+    def __init__(self, reader: ViewReader) -> None:
+        self.reader = reader
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag = self.reader.lag()
+        for name, doc, value in (
+            ("ledger_log_head_position", "Last position in the event log", lag.head),
+            ("ledger_projection_position", "Last position applied to the views", lag.position),
+            ("ledger_projection_behind_events", "Positions not yet applied", lag.behind_events),
+            ("ledger_projection_behind_seconds", "Age of the oldest unapplied event", lag.behind_s),
+        ):
+            yield GaugeMetricFamily(name, doc, value=value)
+
+
 class Metrics:
+    def __init__(self, reader: ViewReader) -> None:
+        self.lag_registry = CollectorRegistry()
+        self.lag_registry.register(ProjectionLag(reader))
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
@@ -92,4 +118,4 @@ class Metrics:
         else:
             registry = REGISTRY
         resp.content_type = CONTENT_TYPE_LATEST
-        resp.data = generate_latest(registry)
+        resp.data = generate_latest(registry) + generate_latest(self.lag_registry)

@@ -17,7 +17,7 @@ _PROBLEM_STATUSES = {
     "413": "Body too large",
     "415": "Body is not application/json",
     "422": "Invalid input or refused by a policy rule (see the problem's type)",
-    "503": "Ledger busy: nothing was stored, retry",
+    "503": "Ledger busy (nothing was stored), or the views did not reach min_position: retry",
 }
 
 
@@ -67,6 +67,8 @@ def _operation(op: Operation) -> Doc:
         content = {"application/json": {"schema": {"type": "object"}}}
     else:
         content = {op.content_type: {"schema": {"type": "string"}}}
+    if op.csv:
+        content["text/csv"] = {"schema": {"type": "string"}}
     responses: Doc = {str(op.status): {"description": "Success", "content": content}}
     if not op.public:
         responses["401"] = _problem("Missing or unknown bearer token")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ledger.caps import EnterpriseYear, ProviderYear
+from ledger.caps import cap_remaining_fen
 from ledger.views import (
     FundingSourceView,
     InstitutionView,
@@ -32,8 +32,10 @@ def principal(p: PrincipalView, token: str | None) -> Body:
     }
 
 
-def funding_source(s: FundingSourceView, disbursed_fen: int = 0) -> Body:
-    return {
+def funding_source(
+    s: FundingSourceView, disbursed_fen: int = 0, live_vouchers: int | None = None
+) -> Body:
+    body = {
         "id": s.id,
         "name": s.name,
         "level": s.level,
@@ -47,6 +49,9 @@ def funding_source(s: FundingSourceView, disbursed_fen: int = 0) -> Body:
         "recovered_fen": s.recovered_fen,
         "available_fen": s.available_fen,
     }
+    if live_vouchers is not None:
+        body["live_vouchers"] = live_vouchers
+    return body
 
 
 def program(p: ProgrammeView) -> Body:
@@ -109,24 +114,82 @@ def redemption(r: RedemptionView) -> Body:
     }
 
 
-def balances(
-    institution_id: str, fiscal_year: int, e: EnterpriseYear | None, p: ProviderYear | None
-) -> Body:
-    """Caps are programme settings: the remaining cap is against the cap applied at the latest
-    redemption, and null before the first one."""
+def balances(institution_id: str, fiscal_year: int, e: Any | None, p: Any | None) -> Body:
+    """From a year's counters: the aggregates (as of an instant) or the view rows (now), which
+    name their fields alike. Caps are programme settings: the remaining cap is against the cap
+    applied at the latest redemption, and null before the first one."""
     return {
         "institution_id": institution_id,
         "fiscal_year": fiscal_year,
         "subsidy_received_fen": e.subsidy_received_fen if e else 0,
         "enterprise_cap_remaining_fen": (
-            e.cap_remaining_fen(e.cap_fen) if e and e.cap_fen is not None else None
+            cap_remaining_fen(e.cap_fen, e.subsidy_received_fen)
+            if e and e.cap_fen is not None
+            else None
         ),
         "redeemed_contract_fen": p.redeemed_contract_fen if p else 0,
         "subsidy_earned_fen": p.subsidy_earned_fen if p else 0,
         "provider_bonus_fen": p.bonus_accrued_fen - p.bonus_clawed_back_fen if p else 0,
         "provider_bonus_cap_remaining_fen": (
-            p.bonus_cap_remaining_fen(p.bonus_cap_fen)
+            cap_remaining_fen(p.bonus_cap_fen, p.bonus_accrued_fen)
             if p and p.bonus_cap_fen is not None
             else None
         ),
+    }
+
+
+def payables(rows: Iterable[dict[str, Any]]) -> dict[str, list[Body]]:
+    """Per source and kind: owed to a provider, clawed back, paid, outstanding."""
+    lines = []
+    for r in rows:
+        owed_fen = int(r["amount_fen"])
+        clawed_fen, paid_fen = int(r["clawed_back_fen"]), int(r["paid_fen"])
+        lines.append(
+            {
+                "source_id": r["source_id"],
+                "kind": r["kind"],
+                "amount_fen": owed_fen,
+                "clawed_back_fen": clawed_fen,
+                "paid_fen": paid_fen,
+                "outstanding_fen": owed_fen - clawed_fen - paid_fen,
+            }
+        )
+    return {"by_source": lines}
+
+
+def payable(r: dict[str, Any]) -> Body:
+    return {
+        "redemption_id": r["redemption_id"],
+        "kind": r["kind"],
+        "source_id": r["source_id"],
+        "provider_id": r["provider_id"],
+        "holder_id": r["holder_id"],
+        "program_id": r["programme_id"],
+        "voucher_id": r["voucher_id"],
+        "contract_no": r["contract_no"],
+        "fiscal_year": r["fiscal_year"],
+        "amount_fen": r["amount_fen"],
+        "clawed_back_fen": r["clawed_back_fen"],
+        "paid_fen": r["paid_fen"],
+        "outstanding_fen": r["amount_fen"] - r["clawed_back_fen"] - r["paid_fen"],
+        "recorded_at": r["recorded_at"],
+        "position": r["redeemed_position"],
+    }
+
+
+def voucher_row(r: dict[str, Any], today: str) -> Body:
+    status = r["status"]
+    if status == "active" and r["valid_until"] < today:
+        status = "expired"  # as an observer sees it before the expiry sweep records it
+    return {
+        "id": r["voucher_id"],
+        "program_id": r["programme_id"],
+        "holder_id": r["holder_id"],
+        "fiscal_year": r["fiscal_year"],
+        "face_value_fen": r["face_value_fen"],
+        "remaining_fen": r["remaining_fen"],
+        "valid_until": r["valid_until"],
+        "status": status,
+        "issued_at": r["issued_at"],
+        "position": r["issued_position"],
     }

@@ -37,6 +37,11 @@ class Operation:
     # Roles the table admits but the resource narrows to the caller's own institution.
     own_only: frozenset[str] = frozenset()
     content_type: str = "application/json"
+    csv: bool = False  # ?format=csv answers text/csv with a header row
+
+    @property
+    def query_names(self) -> frozenset[str]:
+        return frozenset(q.name for q in self.queries)
 
     @property
     def public(self) -> bool:
@@ -54,6 +59,41 @@ FISCAL_YEAR = Query(
     "the fiscal year",
     True,
     {"type": "integer", "minimum": MIN_FISCAL_YEAR, "maximum": MAX_FISCAL_YEAR},
+)
+
+MIN_POSITION = Query(
+    "min_position",
+    "read-your-writes: wait (at most 2 s) until the read models include this log position, as "
+    "returned in X-Ledger-Position by a write; 503 projection-behind if they do not. Without "
+    "it, reads wait for the log's head at the time of asking, on a best-effort basis",
+    schema={"type": "integer", "minimum": 0},
+)
+AFTER = Query(
+    "after",
+    "cursor: the position of the last item of the previous page (next_after)",
+    schema={"type": "integer", "minimum": 0},
+)
+LIMIT = Query(
+    "limit",
+    "page size, 1-500 (default 100)",
+    schema={"type": "integer", "minimum": 1, "maximum": 500},
+)
+FORMAT = Query("format", "json (default) or csv", schema={"enum": ["json", "csv"]})
+PAGE = (AFTER, LIMIT, MIN_POSITION)
+
+
+def _key_query(name: str, description: str) -> Query:
+    return Query(
+        name,
+        description,
+        schema={"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"},
+    )
+
+
+FISCAL_YEAR_FILTER = Query(
+    "fiscal_year",
+    "the fiscal year",
+    schema={"type": "integer", "minimum": MIN_FISCAL_YEAR, "maximum": MAX_FISCAL_YEAR},
 )
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -85,7 +125,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "A funding source's status",
         READERS,
         response="FundingSource",
-        queries=(AS_OF,),
+        queries=(AS_OF, MIN_POSITION),
     ),
     Operation(
         "POST",
@@ -124,7 +164,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "An institution's subsidy and cap balances in a fiscal year",
         READERS | {PROVIDER},
         response="Balances",
-        queries=(FISCAL_YEAR,),
+        queries=(FISCAL_YEAR, AS_OF, MIN_POSITION),
         own_only=frozenset({PROVIDER}),
     ),
     Operation(
@@ -156,6 +196,51 @@ OPERATIONS: tuple[Operation, ...] = (
         201,
         "NewVoucher",
         "Voucher",
+    ),
+    Operation(
+        "GET",
+        "/v1/vouchers",
+        "listVouchers",
+        "Vouchers in issue order, by holder or programme, status and expiry window",
+        READERS,
+        response="VoucherPage",
+        queries=(
+            Query("holder_id", "the holding institution (USCC)"),
+            _key_query("program_id", "the programme"),
+            Query(
+                "status",
+                "as an observer sees it today",
+                schema={"enum": ["active", "used_up", "expired", "revoked"]},
+            ),
+            Query(
+                "expires_from",
+                "valid_until on or after this date",
+                schema={"type": "string", "format": "date"},
+            ),
+            Query(
+                "expires_to",
+                "valid_until on or before this date",
+                schema={"type": "string", "format": "date"},
+            ),
+            *PAGE,
+        ),
+    ),
+    Operation(
+        "GET",
+        "/v1/payables",
+        "listPayables",
+        "What each funding source owes each provider, redemption by redemption",
+        READERS | {PROVIDER},
+        response="PayablePage",
+        queries=(
+            _key_query("source_id", "the funding source"),
+            Query("provider_id", "the provider (USCC); a provider sees only its own"),
+            FISCAL_YEAR_FILTER,
+            *PAGE,
+            FORMAT,
+        ),
+        own_only=frozenset({PROVIDER}),
+        csv=True,
     ),
     Operation(
         "GET",

@@ -50,6 +50,14 @@ def nullable(schema: Schema) -> Schema:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
+COUNT: Schema = {"type": "integer", "minimum": 0}
+
+
+def page(item: Schema) -> Schema:
+    """A page of a list: ``next_after`` is the cursor for the next page, null at the end."""
+    return obj({"items": {"type": "array", "items": item}, "next_after": nullable(COUNT)})
+
+
 SOURCE_AMOUNTS: Schema = {"type": "array", "items": obj({"source_id": KEY, "amount_fen": FEN})}
 
 
@@ -119,7 +127,14 @@ REQUESTS: dict[str, Schema] = {
 }
 
 RESPONSES: dict[str, Schema] = {
-    "Health": obj({"status": {"enum": ["ok"]}}),
+    "Health": obj(
+        {"status": {"enum": ["ok"]}},
+        {
+            "projections": obj(
+                {"position": COUNT, "head": COUNT, "behind_events": COUNT, "behind_ms": COUNT}
+            )
+        },
+    ),
     "Principal": obj(
         {
             "id": UUID_STR,
@@ -145,7 +160,7 @@ RESPONSES: dict[str, Schema] = {
             "recovered_fen": FEN,
             "available_fen": FEN,
         },
-        {"as_of": {"type": "string"}},
+        {"as_of": {"type": "string"}, "live_vouchers": COUNT},
     ),
     "Program": obj(
         {
@@ -214,7 +229,61 @@ RESPONSES: dict[str, Schema] = {
             "subsidy_earned_fen": FEN,
             "provider_bonus_fen": FEN,
             "provider_bonus_cap_remaining_fen": nullable(FEN),
-        }
+        },
+        {
+            "as_of": {"type": "string"},
+            # Now only (from the views): per source, what the provider is owed.
+            "by_source": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "source_id": KEY,
+                        "kind": {"enum": ["subsidy", "bonus"]},
+                        "amount_fen": FEN,
+                        "clawed_back_fen": FEN,
+                        "paid_fen": FEN,
+                        "outstanding_fen": FEN,
+                    }
+                ),
+            },
+        },
+    ),
+    "VoucherPage": page(
+        obj(
+            {
+                "id": UUID_STR,
+                "program_id": KEY,
+                "holder_id": USCC,
+                "fiscal_year": YEAR,
+                "face_value_fen": FEN,
+                "remaining_fen": FEN,
+                "valid_until": DATE,
+                "status": {"enum": ["active", "used_up", "expired", "revoked"]},
+                "issued_at": {"type": "string"},
+                "position": COUNT,
+            }
+        )
+    ),
+    "PayablePage": page(
+        obj(
+            {
+                "redemption_id": UUID_STR,
+                "kind": {"enum": ["subsidy", "bonus"]},
+                "source_id": KEY,
+                "provider_id": USCC,
+                "holder_id": USCC,
+                "program_id": KEY,
+                "voucher_id": UUID_STR,
+                "contract_no": KEY,
+                "fiscal_year": YEAR,
+                "amount_fen": FEN,
+                "clawed_back_fen": FEN,
+                "paid_fen": FEN,
+                "outstanding_fen": FEN,
+                "recorded_at": {"type": "string"},
+                "position": COUNT,
+            }
+        )
     ),
     "Problem": {
         "type": "object",

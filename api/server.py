@@ -13,6 +13,7 @@ import atexit
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 from typing import Any
@@ -49,9 +50,8 @@ class LedgerServer(BaseApplication):  # type: ignore[misc]
 
 def _worker_exit(server: Any, worker: Any) -> None:
     app = getattr(worker, "wsgi", None)
-    ledger = getattr(app, "ledger", None)
-    if ledger is not None:
-        ledger.close()
+    if app is not None and hasattr(app, "close"):
+        app.close()
 
 
 def _child_exit(server: Any, worker: Any) -> None:
@@ -70,6 +70,19 @@ def serve(host: str, port: int, workers: int, threads: int) -> int:
         os.environ["LEDGER_ADMIN_TOKEN"] = secrets.token_urlsafe(32)
         print(f"admin token (LEDGER_ADMIN_TOKEN): {os.environ['LEDGER_ADMIN_TOKEN']}", flush=True)
     print(f"serving http://{host}:{port}/  docs: http://{host}:{port}/docs", flush=True)
+    # One projector beside the workers; they read the views it writes.
+    projector = subprocess.Popen([sys.executable, "-m", "api.cli", "project"])
+    os.environ["LEDGER_PROJECTOR"] = "external"
+
+    def stop_projector(_: Any = None) -> None:
+        if projector.poll() is None:
+            projector.terminate()
+            try:
+                projector.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                projector.kill()
+
+    atexit.register(stop_projector)
     LedgerServer(
         {
             "bind": f"{host}:{port}",
@@ -86,6 +99,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> int:
             "worker_exit": _worker_exit,
             "child_exit": _child_exit,
             "proc_name": "voucher-ledger",
+            "on_exit": stop_projector,
         }
     ).run()
     return 0

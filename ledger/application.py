@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
@@ -93,9 +92,6 @@ class VoucherLedger(Application[UUID]):
         else:
             super().__init__(env=env)
         self.today = clock or dt.date.today
-        self._disbursed: dict[str, int] = {}
-        self._disbursed_position = 0
-        self._disbursed_lock = threading.Lock()
         self.writer = Writer(
             self,
             max_batch=max_batch,
@@ -437,18 +433,12 @@ class VoucherLedger(Application[UUID]):
         )
 
     def disbursed_fen(self, source_id: str, as_of: dt.datetime | None = None) -> int:
-        """Subsidy redeemed against ``source_id`` (clawbacks show as recovered, not here).
-        Redemptions never write the funding source (DESIGN.md §3), so this follows the claims in
-        the log: the latest totals incrementally, an ``as_of`` total by reading up to then."""
-        if as_of is not None:
-            totals: dict[str, int] = {}
-            self._add_claims(totals, 0, as_of)
-            return totals.get(source_id, 0)
-        with self._disbursed_lock:
-            self._disbursed_position = self._add_claims(
-                self._disbursed, self._disbursed_position, None
-            )
-            return self._disbursed.get(source_id, 0)
+        """Subsidy redeemed against ``source_id`` (clawbacks show as recovered, not here), read
+        from the claims in the log (up to ``as_of``). Redemptions never write the funding source
+        (DESIGN.md §3); the projections keep the running total for reads of the present."""
+        totals: dict[str, int] = {}
+        self._add_claims(totals, 0, as_of)
+        return totals.get(source_id, 0)
 
     def _add_claims(self, totals: dict[str, int], after: int, as_of: dt.datetime | None) -> int:
         """Add the splits of claims after position ``after`` (up to ``as_of``) to ``totals``;
@@ -484,15 +474,21 @@ class VoucherLedger(Application[UUID]):
         voucher = self._load(Voucher, claim.voucher_id, "voucher")
         return RedemptionView.of(claim, voucher.remaining_fen)
 
-    def enterprise_year(self, holder_id: str, fiscal_year: int) -> EnterpriseYear | None:
-        try:
-            return self._load(EnterpriseYear, EnterpriseYear.create_id(holder_id, fiscal_year), "")
-        except NotFound:
-            return None
+    def enterprise_year(
+        self, holder_id: str, fiscal_year: int, as_of: dt.datetime | None = None
+    ) -> EnterpriseYear | None:
+        """The holder's counter for the year (as it was at ``as_of``); None if none yet."""
+        return self._year(EnterpriseYear, EnterpriseYear.create_id(holder_id, fiscal_year), as_of)
 
-    def provider_year(self, provider_id: str, fiscal_year: int) -> ProviderYear | None:
+    def provider_year(
+        self, provider_id: str, fiscal_year: int, as_of: dt.datetime | None = None
+    ) -> ProviderYear | None:
+        """The provider's counter for the year (as it was at ``as_of``); None if none yet."""
+        return self._year(ProviderYear, ProviderYear.create_id(provider_id, fiscal_year), as_of)
+
+    def _year(self, cls: type[A], agg_id: UUID, as_of: dt.datetime | None) -> A | None:
         try:
-            return self._load(ProviderYear, ProviderYear.create_id(provider_id, fiscal_year), "")
+            return self._load(cls, agg_id, "", self._version_at(agg_id, as_of, ""))
         except NotFound:
             return None
 

@@ -9,6 +9,12 @@ from eventsourcing.domain import Aggregate, event
 from ledger.ids import named_id
 
 
+def cap_remaining_fen(cap_fen: int, counted_fen: int) -> int:
+    """Room left under an annual cap. Clawed-back amounts stay counted: an improper claim must
+    not make room for more."""
+    return max(0, cap_fen - counted_fen)
+
+
 class EnterpriseYear(Aggregate):
     """Subsidy an enterprise (voucher holder) received in a fiscal year."""
 
@@ -25,8 +31,7 @@ class EnterpriseYear(Aggregate):
         self.cap_fen: int | None = None  # the cap applied at the latest redemption
 
     def cap_remaining_fen(self, cap_fen: int) -> int:
-        # Clawed-back subsidy does not free cap: an improper claim must not make room for more.
-        return max(0, cap_fen - self.subsidy_received_fen)
+        return cap_remaining_fen(cap_fen, self.subsidy_received_fen)
 
     def receive(
         self, subsidy_fen: int, cap_fen: int, redemption_id: UUID, rule: str, actor: str
@@ -75,7 +80,7 @@ class ProviderYear(Aggregate):
         self.bonus_cap_fen: int | None = None  # the cap applied at the latest redemption
 
     def bonus_cap_remaining_fen(self, cap_fen: int) -> int:
-        return max(0, cap_fen - self.bonus_accrued_fen)
+        return cap_remaining_fen(cap_fen, self.bonus_accrued_fen)
 
     def accrue(
         self,

@@ -13,6 +13,11 @@ from ledger.ids import named_id
 LEVELS = ("province", "city", "county", "guarantee_fund")
 
 
+def available_fen(appropriation_fen: int, committed_fen: int, recovered_fen: int) -> int:
+    """What a source can still reserve: recovered subsidy is available again."""
+    return appropriation_fen - committed_fen + recovered_fen
+
+
 class FundingSource(Aggregate):
     """An appropriation for one fiscal year. ``committed = reserved − released``;
     ``available = appropriation − committed + recovered``, never below zero."""
@@ -49,7 +54,7 @@ class FundingSource(Aggregate):
 
     @property
     def available_fen(self) -> int:
-        return self.appropriation_fen - self.committed_fen + self.recovered_fen
+        return available_fen(self.appropriation_fen, self.committed_fen, self.recovered_fen)
 
     def reserve(self, amount_fen: int, voucher_id: UUID, actor: str, rule: str) -> None:
         """Encumber ``amount_fen`` for a voucher; refused when not available."""

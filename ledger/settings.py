@@ -11,12 +11,23 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 DEFAULT_DATABASE_URL = "sqlite:///var/ledger.sqlite"
+PROJECTOR_MODES = ("embedded", "external")
+
+
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = environ.get(name) or choices[0]
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     admin_token: str | None = None
+    # embedded: the API process runs the projector in a thread; external: another process does
+    # (``voucher-ledger serve`` starts one for its workers, or ``voucher-ledger project``).
+    projector: str = "embedded"
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -25,6 +36,7 @@ class Settings:
         return cls(
             database_url=environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             admin_token=environ.get("LEDGER_ADMIN_TOKEN") or None,
+            projector=_choice(environ, "LEDGER_PROJECTOR", PROJECTOR_MODES),
         )
 
     @property

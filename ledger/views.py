@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from ledger.claims import ContractClaim
-from ledger.funding import FundingSource, Programme
+from ledger.funding import FundingSource, Programme, available_fen
 from ledger.institution import Institution
 from ledger.principals import Principal
 from ledger.voucher import Voucher
@@ -26,6 +26,34 @@ class FundingSourceView:
     committed_fen: int
     recovered_fen: int
     available_fen: int
+
+    @classmethod
+    def from_totals(
+        cls,
+        source_id: str,
+        name: str,
+        level: str,
+        fiscal_year: int,
+        appropriation_fen: int,
+        document_ref: str,
+        reserved_fen: int,
+        released_fen: int,
+        recovered_fen: int,
+    ) -> FundingSourceView:
+        committed_fen = reserved_fen - released_fen
+        return cls(
+            source_id,
+            name,
+            level,
+            fiscal_year,
+            appropriation_fen,
+            document_ref,
+            reserved_fen,
+            released_fen,
+            committed_fen,
+            recovered_fen,
+            available_fen(appropriation_fen, committed_fen, recovered_fen),
+        )
 
     @classmethod
     def of(cls, s: FundingSource) -> FundingSourceView:

@@ -232,7 +232,7 @@ def _api(url: str) -> Iterator[Any]:
     try:
         yield Api(app, falcon.testing.TestClient(app))
     finally:
-        ledger.close()
+        app.close()
 
 
 @pytest.fixture

@@ -116,9 +116,10 @@ def test_concurrent_requests_with_one_key_create_one_redemption_across_processes
     open_worked_example(api)
     voucher_id = issue(api)
     second_ledger = VoucherLedger(Settings(database_url=store_url), clock=lambda: TODAY)
-    second = falcon.testing.TestClient(
-        create_app(Settings(database_url=store_url, admin_token=ADMIN_TOKEN), second_ledger)
+    second_app = create_app(
+        Settings(database_url=store_url, admin_token=ADMIN_TOKEN), second_ledger
     )
+    second = falcon.testing.TestClient(second_app)
     clients = [api.client, second]
     body = redemption_body(voucher_id)
     headers = {**auth(api.tokens["provider"]), "Idempotency-Key": "same-key"}
@@ -136,7 +137,7 @@ def test_concurrent_requests_with_one_key_create_one_redemption_across_processes
         for t in threads:
             t.join()
     finally:
-        second_ledger.close()
+        second_app.close()
     assert {r.status_code for r in results} == {201}
     assert len({r.text for r in results}) == 1
     balances = api.get(

@@ -63,7 +63,7 @@ def _load_schema() -> Any:
     try:
         return schemathesis.openapi.from_wsgi("/v1/openapi.json", app, config=CONFIG)
     finally:
-        app.ledger.close()
+        app.close()
 
 
 SCHEMA = _load_schema()

@@ -9,11 +9,23 @@ from api.auth import actor_of
 from api.body import parse_body
 from api.resources.base import Resource, run_command, write_json
 from ledger.idempotency import Idempotency
+from projections.reader import ViewReader
 
 
 class Health:
+    def __init__(self, reader: ViewReader) -> None:
+        self.reader = reader
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        write_json(resp, {"status": "ok"})
+        """Alive, and how far the read models are behind the log."""
+        lag = self.reader.lag()
+        projections = {
+            "position": lag.position,
+            "head": lag.head,
+            "behind_events": lag.behind_events,
+            "behind_ms": int(lag.behind_s * 1000),
+        }
+        write_json(resp, {"status": "ok", "projections": projections})
 
 
 class Principals(Resource):

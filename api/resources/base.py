@@ -16,9 +16,14 @@ from api.body import idempotency_key, parse_body, request_digest
 from ledger.application import VoucherLedger
 from ledger.errors import ValidationError
 from ledger.idempotency import Idempotency, Replay
+from projections.reader import ViewReader
+from projections.store import MAX_PAGE
 
 Body = dict[str, Any]
 MAX_AS_OF_LEN = 40
+MAX_INT_DIGITS = 18
+DEFAULT_PAGE = 100
+MAX_POSITION = 10**18 - 1
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -27,8 +32,21 @@ def dumps(body: Body) -> str:
 
 
 class Resource:
-    def __init__(self, ledger: VoucherLedger) -> None:
+    def __init__(self, ledger: VoucherLedger, reader: ViewReader | None = None) -> None:
         self.ledger = ledger
+        self._reader = reader
+
+    @property
+    def reader(self) -> ViewReader:
+        assert self._reader is not None, "this resource reads no views"
+        return self._reader
+
+    def consistent(self, req: falcon.Request, resp: falcon.Response) -> int:
+        """Wait for the views (``?min_position=``, else the log's head) and say in
+        ``X-Ledger-Position`` which position the answer includes."""
+        position = self.reader.at_least(int_param(req, "min_position", 0, MAX_POSITION))
+        resp.set_header("X-Ledger-Position", str(position))
+        return position
 
     def command(
         self,
@@ -90,6 +108,45 @@ def run_command(
     if position is not None:
         resp.set_header("X-Ledger-Position", str(position))
     return value
+
+
+def int_param(req: falcon.Request, name: str, lowest: int, highest: int) -> int | None:
+    """An integer query parameter within [lowest, highest], or None when absent."""
+    raw = req.get_param(name)
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > MAX_INT_DIGITS:
+        raise ValidationError(f"{name} must be a whole number from {lowest} to {highest}")
+    value = int(raw)
+    if not lowest <= value <= highest:
+        raise ValidationError(f"{name} must be a whole number from {lowest} to {highest}")
+    return value
+
+
+def page_params(req: falcon.Request) -> tuple[int, int]:
+    """``?after=`` (a cursor position, default 0) and ``?limit=`` (1-500, default 100)."""
+    after = int_param(req, "after", 0, MAX_POSITION) or 0
+    limit = int_param(req, "limit", 1, MAX_PAGE)
+    return after, DEFAULT_PAGE if limit is None else limit
+
+
+def paged(items: list[Body], limit: int) -> Body:
+    """A page and the cursor of the next: the position of its last item, or null at the end."""
+    next_after = items[-1]["position"] if len(items) == limit else None
+    return {"items": items, "next_after": next_after}
+
+
+def date_param(req: falcon.Request, name: str) -> str | None:
+    """A date query parameter YYYY-MM-DD, or None when absent."""
+    raw = req.get_param(name)
+    if raw is None:
+        return None
+    try:
+        if not _DATE_RE.fullmatch(raw):
+            raise ValueError
+        return dt.date.fromisoformat(raw).isoformat()
+    except ValueError:
+        raise ValidationError(f"{name} must be a date YYYY-MM-DD") from None
 
 
 def as_of(req: falcon.Request) -> dt.datetime | None:

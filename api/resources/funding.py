@@ -6,6 +6,22 @@ import falcon
 
 from api import render
 from api.resources.base import Resource, as_of, write_json
+from ledger.application import check_key
+from ledger.errors import NotFound
+from ledger.views import FundingSourceView
+
+# The view row's columns in the order FundingSourceView.from_totals takes them.
+SOURCE_TOTALS = (
+    "source_id",
+    "name",
+    "level",
+    "fiscal_year",
+    "appropriation_fen",
+    "document_ref",
+    "reserved_fen",
+    "released_fen",
+    "recovered_fen",
+)
 
 
 class FundingSources(Resource):
@@ -23,12 +39,23 @@ class FundingSources(Resource):
 
 class FundingSource(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        """Now: from the views. As of an instant: from the events up to then."""
         instant = as_of(req)
-        view = self.ledger.funding_source(id, instant)
-        body = render.funding_source(view, self.ledger.disbursed_fen(view.id, instant))
         if instant is not None:
+            view = self.ledger.funding_source(id, instant)
+            body = render.funding_source(view, self.ledger.disbursed_fen(view.id, instant))
             body["as_of"] = instant.isoformat()
-        write_json(resp, body)
+            write_json(resp, body)
+            return
+        key = check_key(id, "id")
+        self.consistent(req, resp)
+        row = self.reader.store.source(key)
+        if row is None:
+            raise NotFound(f"funding source {key} not found")
+        view = FundingSourceView.from_totals(
+            *(row[c] for c in SOURCE_TOTALS),
+        )
+        write_json(resp, render.funding_source(view, row["disbursed_fen"], row["live_vouchers"]))
 
 
 class Programs(Resource):

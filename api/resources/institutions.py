@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import falcon
 
 from api import render
 from api.auth import require_own
-from api.resources.base import Resource, write_json
+from api.resources.base import Resource, as_of, write_json
 from ledger.errors import ValidationError
 from ledger.uscc import check_uscc
 from ledger.validate import check_fiscal_year
+from projections.store import ENTERPRISE_YEARS, PROVIDER_YEARS
 
 _YEAR_RE = re.compile(r"[0-9]{4}")
 
@@ -47,14 +49,30 @@ class Balances(Resource):
         ):
             raise ValidationError("fiscal_year must be a year such as 2026")
         year = check_fiscal_year(int(raw_year))
+        instant = as_of(req)
         self.ledger.institution(uscc)  # 404 for an unknown institution
         require_own(req, uscc)
+        if instant is not None:  # from the events up to then
+            body = render.balances(
+                uscc,
+                year,
+                self.ledger.enterprise_year(uscc, year, instant),
+                self.ledger.provider_year(uscc, year, instant),
+            )
+            body["as_of"] = instant.isoformat()
+            write_json(resp, body)
+            return
+        self.consistent(req, resp)
+        store = self.reader.store
+        e_row = store.year(ENTERPRISE_YEARS, uscc, year)
+        p_row = store.year(PROVIDER_YEARS, uscc, year)
         body = render.balances(
             uscc,
             year,
-            self.ledger.enterprise_year(uscc, year),
-            self.ledger.provider_year(uscc, year),
+            SimpleNamespace(**e_row) if e_row else None,
+            SimpleNamespace(**p_row) if p_row else None,
         )
+        body.update(render.payables(store.earned_by_source(uscc, year)))
         write_json(resp, body)
 
 

@@ -7,10 +7,40 @@ import falcon
 from api import render
 from api.auth import principal_of, require_own
 from api.body import canonical_json, parse_body
-from api.resources.base import Resource, as_of, write_json
+from api.resources.base import Resource, as_of, date_param, page_params, paged, write_json
+from ledger.application import check_key
+from ledger.errors import ValidationError
+from ledger.uscc import check_uscc
+from ledger.voucher import ACTIVE, EXPIRED, REVOKED, USED_UP
+from projections.store import VoucherFilter
+
+STATUSES = (ACTIVE, USED_UP, EXPIRED, REVOKED)
 
 
 class Vouchers(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """A page of vouchers from the views, in issue order."""
+        status = req.get_param("status")
+        if status is not None and status not in STATUSES:
+            raise ValidationError(f"status must be one of {', '.join(STATUSES)}")
+        holder = req.get_param("holder_id")
+        programme = req.get_param("program_id")
+        today = self.ledger.today().isoformat()
+        after, limit = page_params(req)
+        filters = VoucherFilter(
+            today=today,
+            holder_id=None if holder is None else check_uscc(holder, "holder_id"),
+            programme_id=None if programme is None else check_key(programme, "program_id"),
+            status=status,
+            expires_from=date_param(req, "expires_from"),
+            expires_to=date_param(req, "expires_to"),
+            after=after,
+            limit=limit,
+        )
+        self.consistent(req, resp)
+        rows = self.reader.store.vouchers(filters)
+        write_json(resp, paged([render.voucher_row(r, today) for r in rows], limit))
+
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.command(
             req,

@@ -1,0 +1,159 @@
+"""The projector: follows the ledger's notification log and applies it to the views, one page of
+events per transaction, with the page's last position as the tracking record.
+
+eventsourcing's ``ProjectionRunner`` calls ``process_event`` once per event, which means one
+transaction per event; a page per transaction is what lets a rebuild run at tens of thousands
+of events a second. The tracking is eventsourcing's all the same (see ``projections.store``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.application import VoucherLedger
+from projections.store import Key, Row, TrackingMoved, ViewStore
+from projections.views import Batch, LedgerViews
+
+PAGE_SIZE = 2000
+MAX_CACHED_ROWS = 200_000
+IDLE_POLL_S = 0.02
+ERROR_BACKOFF_S = 1.0
+MAX_WAIT_S = 2.0
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Lag:
+    position: int  # last position applied to the views
+    head: int  # last position in the log
+    behind_events: int
+    behind_s: float  # age of the oldest event not yet applied (0 when caught up)
+
+
+class Projector:
+    """Applies the log to ``store``. ``step`` does one page; ``run`` loops until stopped."""
+
+    def __init__(
+        self, ledger: VoucherLedger, store: ViewStore, *, page_size: int = PAGE_SIZE
+    ) -> None:
+        assert 0 < page_size <= 10_000
+        self.ledger = ledger
+        self.store = store
+        self.page_size = page_size
+        self.views = LedgerViews()
+        self.topics = LedgerViews.topics()
+        self.position: int | None = store.position() or None
+        self._cache: dict[tuple[str, Key], Row | None] = {}
+        self._advanced = threading.Condition()
+        self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def step(self) -> int:
+        """Apply the next page of events, if any; returns how many positions it consumed."""
+        after = self.position or 0
+        page = self.ledger.recorder.select_notifications(after + 1, self.page_size)
+        if not page:
+            return 0
+        batch = Batch(self.store, self._cache)
+        to_event = self.ledger.mapper.to_domain_event
+        try:
+            for n in page:
+                if n.topic in self.topics:
+                    self.views.apply(to_event(n), batch, n.id)
+            self.store.commit(self.position, page[-1].id, batch.rows())
+        except TrackingMoved as moved:
+            # Someone else moved the position: our cached rows may be stale. Start again there.
+            self._cache.clear()
+            self.position = moved.current
+            return 0
+        except BaseException:
+            self._cache.clear()  # the batch changed cached rows in place
+            raise
+        self.position = page[-1].id
+        if len(self._cache) > MAX_CACHED_ROWS:
+            self._cache.clear()
+        with self._advanced:
+            self._advanced.notify_all()
+        return len(page)
+
+    def catch_up(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Apply everything in the log now; returns the events consumed. ``progress(done, head)``
+        is called after each page."""
+        head = self.ledger.recorder.max_notification_id() or 0
+        done = 0
+        while (self.position or 0) < head:
+            n = self.step()
+            done += n
+            if progress is not None:
+                progress(self.position or 0, head)
+            if n == 0 and (self.position or 0) < head:
+                time.sleep(IDLE_POLL_S)  # the position moved under us; read again
+        return done
+
+    def run(self) -> None:
+        """Follow the log until ``stopping`` is set; errors are logged and retried."""
+        while not self.stopping.is_set():
+            try:
+                if self.step() == 0:
+                    self.stopping.wait(IDLE_POLL_S)
+            except Exception:
+                log.exception("projector step failed; retrying")
+                self.stopping.wait(ERROR_BACKOFF_S)
+
+    def start(self) -> Projector:
+        self._thread = threading.Thread(target=self.run, name="ledger-projector", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self._advanced:
+            self._advanced.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def wait(self, position: int, timeout_s: float) -> bool:
+        """Block until the views include ``position`` (at most ``timeout_s``)."""
+        deadline = time.monotonic() + timeout_s
+        with self._advanced:
+            while (self.position or 0) < position and not self.stopping.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._advanced.wait(remaining)
+        return (self.position or 0) >= position
+
+
+def wait_for(store: ViewStore, position: int, timeout_s: float) -> bool:
+    """Poll ``store`` until its views include ``position``: for readers in another process than
+    the projector. Starts at 2 ms and backs off to 50 ms."""
+    deadline = time.monotonic() + min(timeout_s, MAX_WAIT_S)
+    interval_s = 0.002
+    while True:
+        if store.position() >= position:
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(interval_s, remaining))
+        interval_s = min(interval_s * 2, 0.05)
+
+
+def lag(ledger: VoucherLedger, store: ViewStore) -> Lag:
+    """How far the views are behind the log, in positions and in seconds."""
+    position = store.position()
+    head = ledger.recorder.max_notification_id() or 0
+    behind_s = 0.0
+    if head > position:
+        oldest = ledger.recorder.select_notifications(position + 1, 1)
+        if oldest:
+            event: Any = ledger.mapper.to_domain_event(oldest[0])
+            stamp = event.timestamp
+            behind_s = max(0.0, (dt.datetime.now(dt.UTC) - stamp).total_seconds())
+    return Lag(position, head, max(0, head - position), behind_s)

@@ -1,0 +1,469 @@
+"""Where the read models live: tables beside the event log (the same SQLite file, the same
+PostgreSQL schema), each batch of rows written in one transaction with the tracking position.
+
+The stores are eventsourcing tracking recorders (``SQLiteTrackingRecorder``,
+``PostgresTrackingRecorder``): the position goes in eventsourcing's tracking table through its own
+``_insert_tracking``, inside our transaction, after a compare-and-set on the position the batch was
+computed from. So a batch is applied exactly once, and two projectors on one store (a server's
+and a ``rebuild-projections``) cannot interleave: the one whose start position moved rolls back and
+starts again from the stored rows."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from eventsourcing.persistence import InfrastructureFactory, Tracking
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+from eventsourcing.utils import Environment
+from psycopg.sql import SQL
+
+from ledger.adapters.postgres import schema_creation_lock
+from ledger.settings import Settings
+
+TRACKING_NAME = "ledger-views"
+VIEWS_ENV_NAME = "LedgerViews"
+MAX_PAGE = 500
+
+Row = dict[str, Any]
+Key = tuple[Any, ...]
+
+_NAME_RE = re.compile(r"[a-z_]+")
+
+
+@dataclass(frozen=True)
+class Table:
+    """One read-model table: its key columns, then the rest, with their SQL types."""
+
+    name: str
+    key: tuple[str, ...]
+    columns: tuple[tuple[str, str], ...]  # (name, SQL type and constraints), key columns first
+    indexes: tuple[tuple[str, ...], ...] = ()
+    checks: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+    def key_of(self, row: Row) -> Key:
+        return tuple(row[k] for k in self.key)
+
+
+MONEY = "BIGINT NOT NULL"
+TEXT = "TEXT NOT NULL"
+INT = "INTEGER NOT NULL"
+POSITION = ("position", "BIGINT NOT NULL")  # the last event that changed the row
+
+SOURCES = Table(
+    "proj_source",
+    ("aggregate_id",),
+    (
+        ("aggregate_id", TEXT),
+        ("source_id", TEXT),
+        ("name", TEXT),
+        ("level", TEXT),
+        ("fiscal_year", INT),
+        ("document_ref", TEXT),
+        ("appropriation_fen", MONEY),
+        ("reserved_fen", MONEY),
+        ("released_fen", MONEY),
+        ("disbursed_fen", MONEY),
+        ("recovered_fen", MONEY),
+        ("live_vouchers", INT),
+        POSITION,
+    ),
+    indexes=(("source_id",),),
+    checks=("reserved_fen >= released_fen", "released_fen >= 0", "live_vouchers >= 0"),
+)
+ENTERPRISE_YEARS = Table(
+    "proj_enterprise_year",
+    ("aggregate_id",),
+    (
+        ("aggregate_id", TEXT),
+        ("institution_id", TEXT),
+        ("fiscal_year", INT),
+        ("subsidy_received_fen", MONEY),
+        ("clawed_back_fen", MONEY),
+        ("cap_fen", "BIGINT"),
+        POSITION,
+    ),
+    indexes=(("institution_id", "fiscal_year"),),
+    checks=("subsidy_received_fen >= clawed_back_fen", "clawed_back_fen >= 0"),
+)
+PROVIDER_YEARS = Table(
+    "proj_provider_year",
+    ("aggregate_id",),
+    (
+        ("aggregate_id", TEXT),
+        ("institution_id", TEXT),
+        ("fiscal_year", INT),
+        ("redeemed_contract_fen", MONEY),
+        ("subsidy_earned_fen", MONEY),
+        ("bonus_accrued_fen", MONEY),
+        ("bonus_clawed_back_fen", MONEY),
+        ("bonus_cap_fen", "BIGINT"),
+        POSITION,
+    ),
+    indexes=(("institution_id", "fiscal_year"),),
+    checks=("bonus_accrued_fen >= bonus_clawed_back_fen", "bonus_clawed_back_fen >= 0"),
+)
+VOUCHERS = Table(
+    "proj_voucher",
+    ("voucher_id",),
+    (
+        ("voucher_id", TEXT),
+        ("programme_id", TEXT),
+        ("holder_id", TEXT),
+        ("fiscal_year", INT),
+        ("face_value_fen", MONEY),
+        ("remaining_fen", MONEY),
+        ("valid_until", TEXT),
+        ("status", TEXT),
+        ("source_ids", TEXT),  # comma-separated: the sources it reserved on
+        ("issued_position", "BIGINT NOT NULL"),
+        ("issued_at", TEXT),
+        POSITION,
+    ),
+    indexes=(("holder_id", "issued_position"), ("programme_id", "issued_position")),
+    checks=("remaining_fen >= 0", "remaining_fen <= face_value_fen"),
+)
+PAYABLES = Table(
+    "proj_payable",
+    ("redemption_id", "line"),
+    (
+        ("redemption_id", TEXT),
+        ("line", TEXT),  # "subsidy:<source id>" or "bonus"
+        ("kind", TEXT),  # subsidy or bonus
+        ("source_id", TEXT),
+        ("provider_id", TEXT),
+        ("holder_id", TEXT),
+        ("programme_id", TEXT),
+        ("voucher_id", TEXT),
+        ("contract_no", TEXT),
+        ("fiscal_year", INT),
+        ("amount_fen", MONEY),
+        ("clawed_back_fen", MONEY),
+        ("paid_fen", MONEY),
+        ("recorded_at", TEXT),
+        ("redeemed_position", "BIGINT NOT NULL"),
+        POSITION,
+    ),
+    indexes=(
+        ("source_id", "redeemed_position"),
+        ("provider_id", "fiscal_year", "redeemed_position"),
+    ),
+    checks=("amount_fen >= clawed_back_fen + paid_fen", "clawed_back_fen >= 0", "paid_fen >= 0"),
+)
+TABLES = (SOURCES, ENTERPRISE_YEARS, PROVIDER_YEARS, VOUCHERS, PAYABLES)
+
+
+class TrackingMoved(Exception):
+    """Another projector advanced (or a rebuild reset) the position this batch started from."""
+
+    def __init__(self, current: int | None) -> None:
+        super().__init__(f"tracking position is now {current}")
+        self.current = current
+
+
+class ViewStore:
+    """What both stores share: DDL, the batch write, and the reads the API serves."""
+
+    placeholder = "?"
+    datastore: Any
+
+    # ---- set-up --------------------------------------------------------------------------
+    def qualified(self, name: str) -> str:
+        assert _NAME_RE.fullmatch(name)
+        return name
+
+    def table_statements(self) -> list[str]:
+        statements = []
+        for t in TABLES:
+            columns = ", ".join(f"{n} {sql}" for n, sql in t.columns)
+            checks = "".join(f", CHECK ({c})" for c in t.checks)
+            statements.append(
+                f"CREATE TABLE IF NOT EXISTS {self.qualified(t.name)} "
+                f"({columns}, PRIMARY KEY ({', '.join(t.key)}){checks})"
+            )
+            for cols in t.indexes:
+                statements.append(
+                    f"CREATE INDEX IF NOT EXISTS {t.name}_{'_'.join(cols)}_idx "
+                    f"ON {self.qualified(t.name)} ({', '.join(cols)})"
+                )
+        return statements
+
+    def _sql(self, text: str) -> str:
+        return text.replace("%s", self.placeholder)
+
+    def _upsert(self, t: Table) -> str:
+        names = t.names
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names if n not in t.key)
+        return self._sql(
+            f"INSERT INTO {self.qualified(t.name)} ({', '.join(names)}) "
+            f"VALUES ({', '.join(['%s'] * len(names))}) "
+            f"ON CONFLICT ({', '.join(t.key)}) DO UPDATE SET {updates}"
+        )
+
+    # ---- transactions (per store) --------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        raise NotImplementedError
+
+    @contextmanager
+    def _read(self) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def _tracking_now(self, cursor: Any) -> int | None:
+        raise NotImplementedError
+
+    def _reset_tracking(self, cursor: Any) -> None:
+        raise NotImplementedError
+
+    # ---- writes --------------------------------------------------------------------------
+    def commit(self, expected: int | None, position: int, rows: dict[Table, list[Row]]) -> None:
+        """Write ``rows`` and move the tracking position from ``expected`` to ``position``, in one
+        transaction; raises ``TrackingMoved`` (and writes nothing) if it is no longer
+        ``expected``."""
+        with self._write() as c:
+            current = self._tracking_now(c)
+            if current != expected:
+                raise TrackingMoved(current)
+            for t, changed in rows.items():
+                if changed:
+                    c.executemany(self._upsert(t), [tuple(r[n] for n in t.names) for r in changed])
+            self._insert_tracking(c, Tracking(TRACKING_NAME, position))  # type: ignore[attr-defined]
+
+    def reset(self) -> None:
+        """Empty every view and forget the position, in one transaction: a rebuild from 0."""
+        with self._write() as c:
+            for t in TABLES:
+                c.execute(f"DELETE FROM {self.qualified(t.name)}")
+            self._reset_tracking(c)
+
+    def close(self) -> None:
+        self.datastore.close()
+
+    # ---- reads ---------------------------------------------------------------------------
+    def position(self) -> int:
+        """The last log position applied to the views (0: none)."""
+        with self._read() as c:
+            return self._tracking_now(c) or 0
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        with self._read() as c:
+            c.execute(self._sql(sql), tuple(params))
+            return [_as_dict(r) for r in c.fetchall()]
+
+    def fetch(self, t: Table, key: Key) -> Row | None:
+        where = " AND ".join(f"{k} = %s" for k in t.key)
+        found = self._rows(f"SELECT * FROM {self.qualified(t.name)} WHERE {where}", key)
+        return found[0] if found else None
+
+    def source(self, source_id: str) -> Row | None:
+        found = self._rows(
+            f"SELECT * FROM {self.qualified(SOURCES.name)} WHERE source_id = %s", (source_id,)
+        )
+        return found[0] if found else None
+
+    def year(self, t: Table, institution_id: str, fiscal_year: int) -> Row | None:
+        found = self._rows(
+            f"SELECT * FROM {self.qualified(t.name)} "
+            "WHERE institution_id = %s AND fiscal_year = %s",
+            (institution_id, fiscal_year),
+        )
+        return found[0] if found else None
+
+    def earned_by_source(self, provider_id: str, fiscal_year: int) -> list[Row]:
+        """Per source: subsidy and bonus owed to ``provider_id`` for redemptions of the year."""
+        return self._rows(
+            "SELECT source_id, kind, SUM(amount_fen) AS amount_fen, "
+            "SUM(clawed_back_fen) AS clawed_back_fen, SUM(paid_fen) AS paid_fen "
+            f"FROM {self.qualified(PAYABLES.name)} WHERE provider_id = %s AND fiscal_year = %s "
+            "GROUP BY source_id, kind ORDER BY source_id, kind",
+            (provider_id, fiscal_year),
+        )
+
+    def vouchers(self, filters: VoucherFilter) -> list[Row]:
+        where, params = filters.where()
+        return self._rows(
+            f"SELECT * FROM {self.qualified(VOUCHERS.name)} WHERE {where} "
+            "ORDER BY issued_position LIMIT %s",
+            [*params, filters.limit],
+        )
+
+    def payables(self, filters: PayableFilter) -> list[Row]:
+        where, params = filters.where()
+        return self._rows(
+            f"SELECT * FROM {self.qualified(PAYABLES.name)} WHERE {where} "
+            "ORDER BY redeemed_position, line LIMIT %s",
+            [*params, filters.limit],
+        )
+
+    def all_rows(self, t: Table) -> list[Row]:
+        return self._rows(f"SELECT * FROM {self.qualified(t.name)} ORDER BY {', '.join(t.key)}", ())
+
+
+@dataclass(frozen=True)
+class VoucherFilter:
+    """A page of vouchers in issue order, after the cursor ``after`` (an issue position).
+    ``today`` decides which active vouchers an observer sees as expired."""
+
+    today: str
+    holder_id: str | None = None
+    programme_id: str | None = None
+    status: str | None = None
+    expires_from: str | None = None  # valid_until on or after
+    expires_to: str | None = None  # valid_until on or before
+    after: int = 0
+    limit: int = 100
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = ["issued_position > %s"]
+        params: list[Any] = [self.after]
+        for column, value in (("holder_id", self.holder_id), ("programme_id", self.programme_id)):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        if self.status == "active":
+            clauses.append("status = 'active' AND valid_until >= %s")
+            params.append(self.today)
+        elif self.status == "expired":
+            clauses.append("(status = 'expired' OR (status = 'active' AND valid_until < %s))")
+            params.append(self.today)
+        elif self.status is not None:
+            clauses.append("status = %s")
+            params.append(self.status)
+        if self.expires_from is not None:
+            clauses.append("valid_until >= %s")
+            params.append(self.expires_from)
+        if self.expires_to is not None:
+            clauses.append("valid_until <= %s")
+            params.append(self.expires_to)
+        return " AND ".join(clauses), params
+
+
+@dataclass(frozen=True)
+class PayableFilter:
+    source_id: str | None = None
+    provider_id: str | None = None
+    fiscal_year: int | None = None
+    after: int = 0
+    limit: int = 100
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = ["redeemed_position > %s"]
+        params: list[Any] = [self.after]
+        for column, value in (
+            ("source_id", self.source_id),
+            ("provider_id", self.provider_id),
+            ("fiscal_year", self.fiscal_year),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        return " AND ".join(clauses), params
+
+
+def _as_dict(row: Any) -> Row:
+    return row if isinstance(row, dict) else dict(zip(row.keys(), row, strict=True))
+
+
+class SQLiteViews(ViewStore, SQLiteTrackingRecorder):
+    placeholder = "?"
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *self.table_statements()]
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        # BEGIN IMMEDIATE takes the write lock first (waiting up to the busy timeout), so the
+        # compare-and-set on the position cannot be overtaken between its read and the commit.
+        with self.datastore.get_connection(commit=True) as conn:
+            cursor = conn.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    @contextmanager
+    def _read(self) -> Iterator[Any]:
+        with self.datastore.transaction(commit=False) as cursor:
+            yield cursor
+
+    def _tracking_now(self, cursor: Any) -> int | None:
+        return self._max_tracking_id(TRACKING_NAME, cursor)
+
+    def _reset_tracking(self, cursor: Any) -> None:
+        cursor.execute("DELETE FROM tracking WHERE application_name = ?", (TRACKING_NAME,))
+
+
+class PostgresViews(ViewStore, PostgresTrackingRecorder):
+    placeholder = "%s"
+
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        for statement in self.table_statements():
+            self.sql_create_statements.append(SQL(statement))  # type: ignore[arg-type]
+
+    def qualified(self, name: str) -> str:
+        assert _NAME_RE.fullmatch(name)
+        schema = self.datastore.schema
+        return f'"{schema}".{name}' if schema else name
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        with self.datastore.transaction(commit=True) as cursor:
+            yield cursor
+
+    @contextmanager
+    def _read(self) -> Iterator[Any]:
+        with self.datastore.transaction(commit=False) as cursor:
+            yield cursor
+
+    def _tracking_now(self, cursor: Any) -> int | None:
+        # FOR UPDATE: a concurrent projector waits here, then sees the moved position.
+        cursor.execute(
+            f"SELECT notification_id FROM {self._tracking_table()} "
+            "WHERE application_name = %s FOR UPDATE",
+            (TRACKING_NAME,),
+        )
+        row = cursor.fetchone()
+        return None if row is None else int(row["notification_id"])
+
+    def _reset_tracking(self, cursor: Any) -> None:
+        cursor.execute(
+            f"DELETE FROM {self._tracking_table()} WHERE application_name = %s", (TRACKING_NAME,)
+        )
+
+    def _tracking_table(self) -> str:
+        schema = self.datastore.schema
+        name = f'"{self.tracking_table_name}"'
+        return f'"{schema}".{name}' if schema else name
+
+
+def open_views(settings: Settings) -> ViewStore:
+    """The view store beside the ledger that ``settings`` names. The in-memory ledger gets an
+    in-memory SQLite database of its own."""
+    env = settings.eventsourcing_env()
+    if settings.backend == "memory":
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": f"file:views-{uuid.uuid4().hex}?mode=memory&cache=shared",
+        }
+    env.pop("APPLICATION_RECORDER_TOPIC", None)
+    factory = InfrastructureFactory.construct(Environment(VIEWS_ENV_NAME, env))  # type: ignore[type-abstract]
+    if settings.backend == "postgres":
+        with schema_creation_lock(env):
+            store: ViewStore = factory.tracking_recorder(PostgresViews)  # type: ignore[assignment]
+    else:
+        store = factory.tracking_recorder(SQLiteViews)  # type: ignore[assignment]
+    store.factory = factory  # type: ignore[attr-defined]  # it owns the datastore's pool
+    return store

@@ -1,0 +1,271 @@
+"""The policies: how each ledger event changes the read models (STYLE.md: projections as
+``singledispatchmethod`` policies with tracking). Funding-source status, institution years
+(balances and caps), vouchers, and payables (what each source owes each provider, redemption by
+redemption). Rows are changed in a ``Batch``; the runner writes them with the position."""
+
+from __future__ import annotations
+
+from functools import singledispatchmethod
+from typing import Any
+
+from eventsourcing.utils import get_topic
+
+from ledger.caps import EnterpriseYear, ProviderYear
+from ledger.claims import ContractClaim
+from ledger.funding import FundingSource
+from ledger.voucher import ACTIVE, USED_UP, Voucher
+from projections.store import (
+    ENTERPRISE_YEARS,
+    PAYABLES,
+    PROVIDER_YEARS,
+    SOURCES,
+    TABLES,
+    VOUCHERS,
+    Key,
+    Row,
+    Table,
+    ViewStore,
+)
+
+# The event classes the ``@event`` decorator made, named once (mypy cannot see them).
+SOURCE_OPENED: type[Any] = getattr(FundingSource, "Opened")  # noqa: B009
+RESERVED: type[Any] = getattr(FundingSource, "Reserved")  # noqa: B009
+RELEASED: type[Any] = getattr(FundingSource, "Released")  # noqa: B009
+RECOVERED: type[Any] = getattr(FundingSource, "Recovered")  # noqa: B009
+ISSUED: type[Any] = getattr(Voucher, "Issued")  # noqa: B009
+EXPIRED: type[Any] = getattr(Voucher, "Expired")  # noqa: B009
+REVOKED: type[Any] = getattr(Voucher, "Revoked")  # noqa: B009
+CLAIMED: type[Any] = getattr(ContractClaim, "Claimed")  # noqa: B009
+ENTERPRISE_OPENED: type[Any] = getattr(EnterpriseYear, "Opened")  # noqa: B009
+SUBSIDY_CLAWED_BACK: type[Any] = getattr(EnterpriseYear, "SubsidyClawedBack")  # noqa: B009
+PROVIDER_OPENED: type[Any] = getattr(ProviderYear, "Opened")  # noqa: B009
+BONUS_CLAWED_BACK: type[Any] = getattr(ProviderYear, "BonusClawedBack")  # noqa: B009
+
+
+class Batch:
+    """The rows one page of events reads and changes. ``cache`` outlives the batch while this
+    projector is the only writer; the runner clears it when that stops being true."""
+
+    def __init__(self, store: ViewStore, cache: dict[tuple[str, Key], Row | None]) -> None:
+        self.store = store
+        self.cache = cache
+        self.changed: dict[Table, dict[Key, Row]] = {t: {} for t in TABLES}
+
+    def get(self, t: Table, *key: Any) -> Row:
+        cache_key = (t.name, key)
+        if cache_key not in self.cache:
+            self.cache[cache_key] = self.store.fetch(t, key)
+        row = self.cache[cache_key]
+        assert row is not None, f"{t.name} {key} is not in the views: an event is missing"
+        return row
+
+    def put(self, t: Table, row: Row, position: int) -> None:
+        row["position"] = position
+        key = t.key_of(row)
+        self.cache[(t.name, key)] = row
+        self.changed[t][key] = row
+
+    def rows(self) -> dict[Table, list[Row]]:
+        return {t: list(rows.values()) for t, rows in self.changed.items()}
+
+
+def source_key(source_id: str) -> str:
+    return str(FundingSource.create_id(source_id))
+
+
+class LedgerViews:
+    """``apply(event, batch, position)`` for every event a view needs; other events pass."""
+
+    @singledispatchmethod
+    def apply(self, event: Any, b: Batch, position: int) -> None:
+        """Events no view reads (principals, idempotency records, institutions)."""
+
+    @classmethod
+    def topics(cls) -> frozenset[str]:
+        registry = cls.__dict__["apply"].dispatcher.registry
+        return frozenset(get_topic(c) for c in registry if c is not object)
+
+    # ---- funding sources -----------------------------------------------------------------
+    @apply.register(SOURCE_OPENED)
+    def _source_opened(self, e: Any, b: Batch, position: int) -> None:
+        row = {
+            "aggregate_id": str(e.originator_id),
+            "source_id": e.source_id,
+            "name": e.name,
+            "level": e.level,
+            "fiscal_year": e.fiscal_year,
+            "document_ref": e.document_ref,
+            "appropriation_fen": e.appropriation_fen,
+            "reserved_fen": 0,
+            "released_fen": 0,
+            "disbursed_fen": 0,
+            "recovered_fen": 0,
+            "live_vouchers": 0,
+        }
+        b.put(SOURCES, row, position)
+
+    @apply.register(RESERVED)
+    def _reserved(self, e: Any, b: Batch, position: int) -> None:
+        self._add(b, SOURCES, str(e.originator_id), "reserved_fen", e.amount_fen, position)
+
+    @apply.register(RELEASED)
+    def _released(self, e: Any, b: Batch, position: int) -> None:
+        self._add(b, SOURCES, str(e.originator_id), "released_fen", e.amount_fen, position)
+
+    @apply.register(RECOVERED)
+    def _recovered(self, e: Any, b: Batch, position: int) -> None:
+        source = self._add(
+            b, SOURCES, str(e.originator_id), "recovered_fen", e.amount_fen, position
+        )
+        line = (str(e.redemption_id), f"subsidy:{source['source_id']}")
+        self._add(b, PAYABLES, line, "clawed_back_fen", e.amount_fen, position)
+
+    # ---- vouchers ------------------------------------------------------------------------
+    @apply.register(ISSUED)
+    def _issued(self, e: Any, b: Batch, position: int) -> None:
+        source_ids = [str(s) for s, _ in e.reservations]
+        row = {
+            "voucher_id": str(e.originator_id),
+            "programme_id": e.programme_id,
+            "holder_id": e.holder_id,
+            "fiscal_year": e.fiscal_year,
+            "face_value_fen": e.face_value_fen,
+            "remaining_fen": sum(int(a) for _, a in e.reservations),
+            "valid_until": e.valid_until,
+            "status": ACTIVE,
+            "source_ids": ",".join(source_ids),
+            "issued_position": position,
+            "issued_at": e.timestamp.isoformat(),
+        }
+        b.put(VOUCHERS, row, position)
+        for source_id in source_ids:
+            self._add(b, SOURCES, source_key(source_id), "live_vouchers", 1, position)
+
+    @apply.register(Voucher.Redeemed)
+    def _redeemed(self, e: Any, b: Batch, position: int) -> None:
+        spent_fen = sum(int(a) for _, a in e.splits)
+        voucher = self._add(
+            b, VOUCHERS, str(e.originator_id), "remaining_fen", -spent_fen, position
+        )
+        if voucher["remaining_fen"] == 0 and voucher["status"] == ACTIVE:
+            self._close_voucher(b, voucher, USED_UP, position)
+
+    @apply.register(EXPIRED)
+    def _expired(self, e: Any, b: Batch, position: int) -> None:
+        self._release(b, e, "expired", position)
+
+    @apply.register(REVOKED)
+    def _revoked(self, e: Any, b: Batch, position: int) -> None:
+        self._release(b, e, "revoked", position)
+
+    def _release(self, b: Batch, e: Any, status: str, position: int) -> None:
+        released_fen = sum(int(a) for _, a in e.released)
+        voucher = self._add(
+            b, VOUCHERS, str(e.originator_id), "remaining_fen", -released_fen, position
+        )
+        self._close_voucher(b, voucher, status, position)
+
+    def _close_voucher(self, b: Batch, voucher: Row, status: str, position: int) -> None:
+        if voucher["status"] == ACTIVE:
+            for source_id in voucher["source_ids"].split(","):
+                self._add(b, SOURCES, source_key(source_id), "live_vouchers", -1, position)
+        voucher["status"] = status
+        b.put(VOUCHERS, voucher, position)
+
+    # ---- redemptions: payables and disbursement ------------------------------------------
+    @apply.register(CLAIMED)
+    def _claimed(self, e: Any, b: Batch, position: int) -> None:
+        lines = [("subsidy", str(s), int(a)) for s, a in e.splits]
+        lines.append(("bonus", e.provider_bonus_source_id, e.provider_bonus_fen))
+        for kind, source_id, amount_fen in lines:
+            if kind == "subsidy":
+                self._add(b, SOURCES, source_key(source_id), "disbursed_fen", amount_fen, position)
+            if amount_fen == 0:
+                continue
+            row = {
+                "redemption_id": str(e.originator_id),
+                "line": f"subsidy:{source_id}" if kind == "subsidy" else "bonus",
+                "kind": kind,
+                "source_id": source_id,
+                "provider_id": e.provider_id,
+                "holder_id": e.holder_id,
+                "programme_id": e.programme_id,
+                "voucher_id": str(e.voucher_id),
+                "contract_no": e.contract_no,
+                "fiscal_year": e.fiscal_year,
+                "amount_fen": amount_fen,
+                "clawed_back_fen": 0,
+                "paid_fen": 0,
+                "recorded_at": e.timestamp.isoformat(),
+                "redeemed_position": position,
+            }
+            b.put(PAYABLES, row, position)
+
+    # ---- annual counters -----------------------------------------------------------------
+    @apply.register(ENTERPRISE_OPENED)
+    def _enterprise_opened(self, e: Any, b: Batch, position: int) -> None:
+        row = {
+            "aggregate_id": str(e.originator_id),
+            "institution_id": e.holder_id,
+            "fiscal_year": e.fiscal_year,
+            "subsidy_received_fen": 0,
+            "clawed_back_fen": 0,
+            "cap_fen": None,
+        }
+        b.put(ENTERPRISE_YEARS, row, position)
+
+    @apply.register(EnterpriseYear.SubsidyReceived)
+    def _subsidy_received(self, e: Any, b: Batch, position: int) -> None:
+        row = self._add(
+            b,
+            ENTERPRISE_YEARS,
+            str(e.originator_id),
+            "subsidy_received_fen",
+            e.subsidy_fen,
+            position,
+        )
+        row["cap_fen"] = e.cap_fen
+
+    @apply.register(SUBSIDY_CLAWED_BACK)
+    def _subsidy_clawed_back(self, e: Any, b: Batch, position: int) -> None:
+        self._add(
+            b, ENTERPRISE_YEARS, str(e.originator_id), "clawed_back_fen", e.amount_fen, position
+        )
+
+    @apply.register(PROVIDER_OPENED)
+    def _provider_opened(self, e: Any, b: Batch, position: int) -> None:
+        row = {
+            "aggregate_id": str(e.originator_id),
+            "institution_id": e.provider_id,
+            "fiscal_year": e.fiscal_year,
+            "redeemed_contract_fen": 0,
+            "subsidy_earned_fen": 0,
+            "bonus_accrued_fen": 0,
+            "bonus_clawed_back_fen": 0,
+            "bonus_cap_fen": None,
+        }
+        b.put(PROVIDER_YEARS, row, position)
+
+    @apply.register(ProviderYear.Accrued)
+    def _accrued(self, e: Any, b: Batch, position: int) -> None:
+        row = b.get(PROVIDER_YEARS, str(e.originator_id))
+        row["redeemed_contract_fen"] += e.contract_amount_fen
+        row["subsidy_earned_fen"] += e.subsidy_fen
+        row["bonus_accrued_fen"] += e.bonus_fen
+        row["bonus_cap_fen"] = e.bonus_cap_fen
+        b.put(PROVIDER_YEARS, row, position)
+
+    @apply.register(BONUS_CLAWED_BACK)
+    def _bonus_clawed_back(self, e: Any, b: Batch, position: int) -> None:
+        year_id = str(e.originator_id)
+        self._add(b, PROVIDER_YEARS, year_id, "bonus_clawed_back_fen", e.amount_fen, position)
+        if e.amount_fen:
+            line = (str(e.redemption_id), "bonus")
+            self._add(b, PAYABLES, line, "clawed_back_fen", e.amount_fen, position)
+
+    @staticmethod
+    def _add(b: Batch, t: Table, key: Any, column: str, amount: int, position: int) -> Row:
+        row = b.get(t, *(key if isinstance(key, tuple) else (key,)))
+        row[column] += amount
+        b.put(t, row, position)
+        return row
