@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint bench bench-http demo clean
+.PHONY: run test lint bench bench-http bench-projections demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ test: lint
 ## bench: redemption throughput on SQLite and PostgreSQL beside pgbench.
 bench: $(VENV)/.installed-dev
 	scripts/with-postgres.sh $(BIN)/python -m benchmarks.redeem
+
+## bench-projections: catch-up speed and lag of the read models on a throwaway PostgreSQL.
+bench-projections: $(VENV)/.installed-dev
+	scripts/with-postgres.sh $(BIN)/python -m benchmarks.projections
 
 ## bench-http: redemptions per second over HTTP (locust, 16 users) on a throwaway PostgreSQL.
 bench-http: $(VENV)/.installed-dev
