@@ -115,3 +115,14 @@ def test_the_served_api_runs_the_worked_example_and_counts_it_in_metrics(
         metrics
     )
     assert "ledger_http_request_duration_seconds_bucket" in metrics
+    # The projector process serve started brings the views up to the redemption.
+    auditor = post(server, "/v1/principals", {"name": "a", "role": "auditor"}).json()
+    source = server.get(
+        "/v1/funding-sources/province-2026",
+        params={"min_position": redemption.headers["x-ledger-position"]},
+        headers={"Authorization": f"Bearer {auditor['token']}"},
+    )
+    assert source.status_code == 200, source.text
+    assert source.json()["disbursed_fen"] == 600_000
+    health = server.get("/v1/health").json()["projections"]
+    assert health["head"] >= int(redemption.headers["x-ledger-position"])
