@@ -14,16 +14,10 @@ from tqdm import tqdm
 from ledger.application import VoucherLedger
 from ledger.demo import PROGRAMME_A, PROGRAMME_B, load_demo
 from ledger.errors import LedgerError
+from ledger.money import yuan
 from ledger.settings import Settings
 from projections.runner import PAGE_SIZE, Projector
 from projections.store import open_views
-
-
-def yuan(fen: int) -> str:
-    """Fen as yuan with two decimals, by integer arithmetic."""
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(fen), 100)
-    return f"{sign}{whole:,}.{cents:02d}"
 
 
 def print_summary(app: VoucherLedger, source_ids: Sequence[str]) -> None:

@@ -277,24 +277,27 @@ class VoucherLedger(Application[UUID]):
         signed_payload: bytes | None = None,
         idempotency: Idempotency | None = None,
     ) -> tuple[RedemptionView, int | None]:
-        return self._run(
-            cmd.redeem,
-            cmd.Redeem(
-                voucher_id=check_uuid(voucher_id, "voucher"),
-                provider_id=check_uscc(provider_id, "provider_id"),
-                contract_no=check_key(contract_no, "contract_no"),
-                invoice_no=check_key(invoice_no, "invoice_no"),
-                service_category=check_text(service_category, "service_category", max_len=64),
-                contract_amount_fen=check_fen(
-                    contract_amount_fen, "contract_amount_fen", positive=True
-                ),
-                service_date=check_date(service_date, "service_date"),
-                signature=check_optional_text(signature, "signature", max_len=200),
-                actor=actor,
-                signed_payload=signed_payload,
+        """Refused as self-dealing or as a duplicate claim, the attempt is stored (a
+        ``RefusedRedemption``) before the refusal is raised; nothing else changes."""
+        command = cmd.Redeem(
+            voucher_id=check_uuid(voucher_id, "voucher"),
+            provider_id=check_uscc(provider_id, "provider_id"),
+            contract_no=check_key(contract_no, "contract_no"),
+            invoice_no=check_key(invoice_no, "invoice_no"),
+            service_category=check_text(service_category, "service_category", max_len=64),
+            contract_amount_fen=check_fen(
+                contract_amount_fen, "contract_amount_fen", positive=True
             ),
-            idempotency=idempotency,
+            service_date=check_date(service_date, "service_date"),
+            signature=check_optional_text(signature, "signature", max_len=200),
+            actor=actor,
+            signed_payload=signed_payload,
         )
+        try:
+            return self._run(cmd.redeem, command, idempotency=idempotency)
+        except cmd.RECORDED_REFUSALS as refusal:
+            self._run(cmd.record_refusal, cmd.Refusal(command, refusal.slug, refusal.detail))
+            raise
 
     def revoke_voucher(
         self,

@@ -98,3 +98,32 @@ class InvoiceClaim(Aggregate):
         """Create it under ``claim_id`` (see ``ContractClaim.claim``)."""
         assert claim_id == cls.create_id(fields["invoice_no"])
         return cls._create(cls.Claimed, id=claim_id, **fields)  # type: ignore[attr-defined]
+
+
+class RefusedRedemption(Aggregate):
+    """A redemption the ledger refused as self-dealing or as a duplicate claim. It changes no
+    balance; it is kept because an attempt is evidence too (seed 002: 责任可追究), so an
+    inspector can find who tried to claim their own voucher or someone else's invoice."""
+
+    @event("Recorded")
+    def __init__(
+        self,
+        provider_id: str,
+        voucher_id: UUID,
+        contract_no: str,
+        invoice_no: str,
+        contract_amount_fen: int,
+        service_date: str,
+        slug: str,
+        detail: str,
+        actor: str,
+    ) -> None:
+        self.provider_id = provider_id
+        self.voucher_id = voucher_id
+        self.contract_no = contract_no
+        self.invoice_no = invoice_no
+        self.contract_amount_fen = contract_amount_fen
+        self.service_date = service_date
+        self.slug = slug
+        self.detail = detail
+        self.attempted_by = actor

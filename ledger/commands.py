@@ -11,7 +11,7 @@ from uuid import UUID
 
 from ledger import rules, signatures
 from ledger.caps import EnterpriseYear, ProviderYear
-from ledger.claims import ContractClaim, InvoiceClaim
+from ledger.claims import ContractClaim, InvoiceClaim, RefusedRedemption
 from ledger.errors import (
     AlreadyExists,
     DuplicateClaim,
@@ -238,6 +238,36 @@ class Redeem:
     signature: str | None
     actor: str
     signed_payload: bytes | None = None  # what the signature signs: the canonical request
+
+
+@dataclass(frozen=True)
+class Refusal:
+    attempt: Redeem
+    slug: str
+    detail: str
+
+
+def record_refusal(work: Work, r: Refusal) -> None:
+    """Keep the attempt behind a refused redemption (``RECORDED_REFUSALS``)."""
+    c = r.attempt
+    work.add(
+        RefusedRedemption(
+            provider_id=c.provider_id,
+            voucher_id=c.voucher_id,
+            contract_no=c.contract_no,
+            invoice_no=c.invoice_no,
+            contract_amount_fen=c.contract_amount_fen,
+            service_date=c.service_date.isoformat(),
+            slug=r.slug,
+            detail=r.detail,
+            actor=c.actor,
+        )
+    )
+
+
+# Refusals that say something about the provider rather than the input: an attempt at one is
+# stored as a RefusedRedemption (and nothing else changes).
+RECORDED_REFUSALS = (SelfDealing, DuplicateClaim)
 
 
 def redeem(work: Work, c: Redeem) -> RedemptionView:

@@ -61,3 +61,12 @@ def split_largest_remainder(total_fen: int, weights: Sequence[int]) -> list[int]
         parts[i] += 1
     assert sum(parts) == total_fen
     return parts
+
+
+def yuan(fen: int) -> str:
+    """Fen as yuan with two decimals and thousands separators, by integer arithmetic only."""
+    if type(fen) is not int:
+        raise TypeError(f"money must be an integer number of fen, got {type(fen).__name__}")
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}{whole:,}.{cents:02d}"

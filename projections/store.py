@@ -171,10 +171,13 @@ class TrackingMoved(Exception):
 
 
 class ViewStore:
-    """What both stores share: DDL, the batch write, and the reads the API serves."""
+    """What both stores share: DDL, the batch write, and the reads the API serves. A subclass
+    may keep other tables under another tracking name (the audit chain does)."""
 
     placeholder = "?"
     datastore: Any
+    tables: tuple[Table, ...] = TABLES
+    tracking_name = TRACKING_NAME
 
     # ---- set-up --------------------------------------------------------------------------
     def qualified(self, name: str) -> str:
@@ -183,7 +186,7 @@ class ViewStore:
 
     def table_statements(self) -> list[str]:
         statements = []
-        for t in TABLES:
+        for t in self.tables:
             columns = ", ".join(f"{n} {sql}" for n, sql in t.columns)
             checks = "".join(f", CHECK ({c})" for c in t.checks)
             statements.append(
@@ -236,12 +239,12 @@ class ViewStore:
             for t, changed in rows.items():
                 if changed:
                     c.executemany(self._upsert(t), [tuple(r[n] for n in t.names) for r in changed])
-            self._insert_tracking(c, Tracking(TRACKING_NAME, position))  # type: ignore[attr-defined]
+            self._insert_tracking(c, Tracking(self.tracking_name, position))  # type: ignore[attr-defined]
 
     def reset(self) -> None:
         """Empty every view and forget the position, in one transaction: a rebuild from 0."""
         with self._write() as c:
-            for t in TABLES:
+            for t in self.tables:
                 c.execute(f"DELETE FROM {self.qualified(t.name)}")
             self._reset_tracking(c)
 
@@ -399,10 +402,10 @@ class SQLiteViews(ViewStore, SQLiteTrackingRecorder):
             yield cursor
 
     def _tracking_now(self, cursor: Any) -> int | None:
-        return self._max_tracking_id(TRACKING_NAME, cursor)
+        return self._max_tracking_id(self.tracking_name, cursor)
 
     def _reset_tracking(self, cursor: Any) -> None:
-        cursor.execute("DELETE FROM tracking WHERE application_name = ?", (TRACKING_NAME,))
+        cursor.execute("DELETE FROM tracking WHERE application_name = ?", (self.tracking_name,))
 
 
 class PostgresViews(ViewStore, PostgresTrackingRecorder):
@@ -433,14 +436,15 @@ class PostgresViews(ViewStore, PostgresTrackingRecorder):
         cursor.execute(
             f"SELECT notification_id FROM {self._tracking_table()} "
             "WHERE application_name = %s FOR UPDATE",
-            (TRACKING_NAME,),
+            (self.tracking_name,),
         )
         row = cursor.fetchone()
         return None if row is None else int(row["notification_id"])
 
     def _reset_tracking(self, cursor: Any) -> None:
         cursor.execute(
-            f"DELETE FROM {self._tracking_table()} WHERE application_name = %s", (TRACKING_NAME,)
+            f"DELETE FROM {self._tracking_table()} WHERE application_name = %s",
+            (self.tracking_name,),
         )
 
     def _tracking_table(self) -> str:
@@ -449,9 +453,14 @@ class PostgresViews(ViewStore, PostgresTrackingRecorder):
         return f'"{schema}".{name}' if schema else name
 
 
-def open_views(settings: Settings) -> ViewStore:
-    """The view store beside the ledger that ``settings`` names. The in-memory ledger gets an
-    in-memory SQLite database of its own."""
+def open_views(
+    settings: Settings,
+    classes: tuple[type[ViewStore], type[ViewStore]] | None = None,
+) -> Any:
+    """The view store beside the ledger that ``settings`` names (``classes``: the SQLite and the
+    PostgreSQL store class, the views' by default). The in-memory ledger gets an in-memory SQLite
+    database of its own."""
+    sqlite_class, postgres_class = classes or (SQLiteViews, PostgresViews)
     env = settings.eventsourcing_env()
     if settings.backend == "memory":
         env = {
@@ -462,8 +471,8 @@ def open_views(settings: Settings) -> ViewStore:
     factory = InfrastructureFactory.construct(Environment(VIEWS_ENV_NAME, env))  # type: ignore[type-abstract]
     if settings.backend == "postgres":
         with schema_creation_lock(env):
-            store: ViewStore = factory.tracking_recorder(PostgresViews)  # type: ignore[assignment]
+            store: ViewStore = factory.tracking_recorder(postgres_class)  # type: ignore[arg-type,assignment]
     else:
-        store = factory.tracking_recorder(SQLiteViews)  # type: ignore[assignment]
+        store = factory.tracking_recorder(sqlite_class)  # type: ignore[arg-type,assignment]
     store.factory = factory  # type: ignore[attr-defined]  # it owns the datastore's pool
     return store

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tests.api_support import Api, issue, open_worked_example, redemption_body
 from tests.conftest import ENTERPRISE, PROVIDER
+from tests.test_commands import recorded
 
 
 def test_the_worked_example_over_http_gives_the_contracts_numbers(api: Api) -> None:
@@ -52,7 +53,7 @@ def refused(api: Api, result, status: int, slug: str, before: int) -> None:  # t
     problem = result.json
     assert problem["type"].endswith(f"/{slug}")
     assert problem["status"] == status and problem["title"] and problem["detail"]
-    assert api.log_length() == before, "a refused request stored something"
+    assert api.log_length() == before + recorded(slug), "a refused request stored something"
 
 
 def test_malformed_money_dates_and_codes_are_validation_errors_that_store_nothing(
@@ -157,7 +158,7 @@ def test_a_contract_or_invoice_claimed_twice_is_a_duplicate_claim(api: Api) -> N
     refused(api, again, 409, "duplicate-claim", before)
     same_invoice = redemption_body(voucher_id, "C-2", invoice_no="INV-C-1")
     result = api.post("/v1/redemptions", same_invoice, api.tokens["provider_2"])
-    refused(api, result, 409, "duplicate-claim", before)
+    refused(api, result, 409, "duplicate-claim", before + 1)
 
 
 def test_a_provider_redeeming_its_own_voucher_is_self_dealing(api: Api) -> None:
