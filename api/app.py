@@ -10,8 +10,9 @@ from api import problems
 from api.auth import Authenticator, AuthMiddleware
 from api.docs import Docs, OpenAPI
 from api.observability import Metrics, ObservabilityMiddleware
-from api.resources import admin, funding, institutions, payables, vouchers
+from api.resources import admin, audit, funding, institutions, payables, vouchers
 from api.routes import OPERATIONS
+from audit.service import Auditor
 from ledger.application import VoucherLedger
 from ledger.settings import Settings
 from projections.reader import ViewReader
@@ -24,8 +25,10 @@ class LedgerApp(falcon.App):  # type: ignore[type-arg]
 
     ledger: VoucherLedger
     reader: ViewReader
+    auditor: Auditor
 
     def close(self) -> None:
+        self.auditor.close()
         if self.reader.projector is not None:
             self.reader.projector.stop()
         self.ledger.close()
@@ -41,6 +44,7 @@ def create_app(settings: Settings, ledger: VoucherLedger | None = None) -> Ledge
     if settings.projector == "embedded" or settings.backend == "memory":
         projector = Projector(ledger, store).start()
     reader = ViewReader(ledger, store, projector)
+    auditor = Auditor(ledger, store, embedded=projector is not None)
     app = LedgerApp(
         middleware=[
             ObservabilityMiddleware(),
@@ -71,6 +75,14 @@ def create_app(settings: Settings, ledger: VoucherLedger | None = None) -> Ledge
         "/v1/openapi.json": OpenAPI(),
         "/docs": Docs(),
         "/metrics": Metrics(reader),
+        "/v1/audit/verify": audit.Verify(auditor),
+        "/v1/audit/public-key": audit.PublicKey(auditor),
+        "/v1/audit/proofs/{id}": audit.Proof(auditor),
+        "/v1/audit/trace/redemptions/{id}": audit.RedemptionTrace(auditor),
+        "/v1/audit/trace/funding-sources/{id}": audit.SourceTrace(auditor),
+        "/v1/audit/flows": audit.Flows(auditor),
+        "/v1/audit/inspections/{id}": audit.Inspection(auditor),
+        "/v1/audit/report": audit.Report(auditor),
         "/v1/payables": payables.Payables(ledger, reader),
     }
     assert set(resources) == {op.path for op in OPERATIONS}, "routes and table disagree"
@@ -78,4 +90,5 @@ def create_app(settings: Settings, ledger: VoucherLedger | None = None) -> Ledge
         app.add_route(path, resource)
     app.ledger = ledger
     app.reader = reader
+    app.auditor = auditor
     return app

@@ -67,8 +67,8 @@ def _operation(op: Operation) -> Doc:
         content = {"application/json": {"schema": {"type": "object"}}}
     else:
         content = {op.content_type: {"schema": {"type": "string"}}}
-    if op.csv:
-        content["text/csv"] = {"schema": {"type": "string"}}
+    for other in (("text/csv",) if op.csv else ()) + op.other_content_types:
+        content[other] = {"schema": {"type": "string"}}
     responses: Doc = {str(op.status): {"description": "Success", "content": content}}
     if not op.public:
         responses["401"] = _problem("Missing or unknown bearer token")

@@ -38,6 +38,7 @@ class Operation:
     own_only: frozenset[str] = frozenset()
     content_type: str = "application/json"
     csv: bool = False  # ?format=csv answers text/csv with a header row
+    other_content_types: tuple[str, ...] = ()  # other answers ?format= can ask for
 
     @property
     def query_names(self) -> frozenset[str]:
@@ -78,6 +79,8 @@ LIMIT = Query(
     "page size, 1-500 (default 100)",
     schema={"type": "integer", "minimum": 1, "maximum": 500},
 )
+COUNT_QUERY: dict[str, object] = {"type": "integer", "minimum": 0}
+REPORT_FORMATS = ("json", "csv", "xlsx", "html")
 FORMAT = Query("format", "json (default) or csv", schema={"enum": ["json", "csv"]})
 PAGE = (AFTER, LIMIT, MIN_POSITION)
 
@@ -290,6 +293,94 @@ OPERATIONS: tuple[Operation, ...] = (
         200,
         "Clawback",
         "Redemption",
+    ),
+    Operation(
+        "GET",
+        "/v1/audit/verify",
+        "verifyChain",
+        "Recompute the hash chain from the stored events and check the signed checkpoints",
+        frozenset({AUDITOR}),
+        response="Verdict",
+    ),
+    Operation(
+        "GET",
+        "/v1/audit/public-key",
+        "auditPublicKey",
+        "The Ed25519 public key that signs the audit checkpoints",
+        frozenset(ROLES),
+        response="PublicKey",
+    ),
+    Operation(
+        "GET",
+        "/v1/audit/proofs/{id}",
+        "proveInclusion",
+        "A Merkle proof that the event at a log position is under a signed checkpoint",
+        frozenset({AUDITOR, INSPECTOR}),
+        response="Proof",
+    ),
+    Operation(
+        "GET",
+        "/v1/audit/trace/redemptions/{id}",
+        "traceRedemption",
+        "Backward trace: redemption -> voucher -> programme -> funding sources, with positions "
+        "and hashes",
+        frozenset({AUDITOR, INSPECTOR}),
+        response="RedemptionTrace",
+        queries=(AS_OF,),
+    ),
+    Operation(
+        "GET",
+        "/v1/audit/trace/funding-sources/{id}",
+        "traceFundingSource",
+        "Forward trace: every redemption a funding source paid for, with totals",
+        frozenset({AUDITOR, INSPECTOR}),
+        response="SourceTrace",
+        queries=(AS_OF,),
+    ),
+    Operation(
+        "GET",
+        "/v1/audit/flows",
+        "flows",
+        "Subsidy by source -> programme -> provider -> enterprise for a fiscal year",
+        frozenset({AUDITOR, INSPECTOR}),
+        response="Flows",
+        queries=(FISCAL_YEAR, FORMAT),
+        csv=True,
+    ),
+    Operation(
+        "GET",
+        "/v1/audit/inspections/{id}",
+        "inspect",
+        "An inspection query: self-dealing, contract-splitting, velocity, shared-invoices, "
+        "shared-contacts or actions",
+        frozenset({AUDITOR, INSPECTOR}),
+        response="Findings",
+        queries=(
+            Query("days", "contract-splitting: window in days", schema=COUNT_QUERY),
+            Query("threshold_fen", "contract-splitting: each under this", schema=COUNT_QUERY),
+            Query("min_contracts", "contract-splitting: at least this many", schema=COUNT_QUERY),
+            Query("bound", "velocity: more than this many a day", schema=COUNT_QUERY),
+            FORMAT,
+        ),
+        csv=True,
+    ),
+    Operation(
+        "GET",
+        "/v1/audit/report",
+        "auditReport",
+        "The fiscal-year audit report as JSON, CSV, XLSX or a self-contained HTML page",
+        frozenset({AUDITOR, INSPECTOR}),
+        queries=(
+            FISCAL_YEAR,
+            Query(
+                "format", "json (default), csv, xlsx or html", schema={"enum": list(REPORT_FORMATS)}
+            ),
+        ),
+        other_content_types=(
+            "text/csv",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "text/html",
+        ),
     ),
     Operation(
         "GET",

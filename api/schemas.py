@@ -46,11 +46,17 @@ def obj(required: dict[str, Schema], optional: dict[str, Schema] | None = None) 
     }
 
 
+def open_obj(required: dict[str, Schema]) -> Schema:
+    """An object with these fields and possibly more (nested reports such as traces)."""
+    return {"type": "object", "required": list(required), "properties": required}
+
+
 def nullable(schema: Schema) -> Schema:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
 COUNT: Schema = {"type": "integer", "minimum": 0}
+HEX_HASH: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 
 
 def page(item: Schema) -> Schema:
@@ -284,6 +290,71 @@ RESPONSES: dict[str, Schema] = {
                 "position": COUNT,
             }
         )
+    ),
+    "Verdict": obj(
+        {
+            "ok": {"type": "boolean"},
+            "events_checked": COUNT,
+            "head_hash": HEX_HASH,
+            "first_bad_position": nullable(COUNT),
+            "detail": {"type": "string"},
+        }
+    ),
+    "PublicKey": obj(
+        {
+            "algorithm": {"enum": ["Ed25519"]},
+            "public_key_pem": {"type": "string"},
+            "key_id": HEX_HASH,
+        }
+    ),
+    "Proof": open_obj(
+        {
+            "position": COUNT,
+            "event": {"type": "object"},
+            "leaf_index": COUNT,
+            "path": {"type": "array", "items": HEX_HASH},
+            "checkpoint": {"type": "object"},
+        }
+    ),
+    "RedemptionTrace": open_obj(
+        {
+            "redemption_id": UUID_STR,
+            "subsidy_fen": FEN,
+            "sources_total_fen": FEN,
+            "clawed_back": {"type": "boolean"},
+            "steps": {"type": "array", "items": {"type": "object"}},
+        }
+    ),
+    "SourceTrace": open_obj(
+        {
+            "source_id": KEY,
+            "disbursed_fen": FEN,
+            "recovered_fen": FEN,
+            "redemptions": COUNT,
+            "destinations": {"type": "array", "items": {"type": "object"}},
+        }
+    ),
+    "Flows": obj(
+        {
+            "fiscal_year": YEAR,
+            "flows": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "source_id": KEY,
+                        "programme_id": KEY,
+                        "provider_id": USCC,
+                        "holder_id": USCC,
+                        "amount_fen": FEN,
+                        "clawed_back_fen": FEN,
+                        "redemptions": COUNT,
+                    }
+                ),
+            },
+        }
+    ),
+    "Findings": obj(
+        {"query": {"type": "string"}, "title": {"type": "string"}, "rows": {"type": "array"}}
     ),
     "Problem": {
         "type": "object",

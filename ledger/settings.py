@@ -12,6 +12,16 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 DEFAULT_DATABASE_URL = "sqlite:///var/ledger.sqlite"
 PROJECTOR_MODES = ("embedded", "external")
+DEFAULT_SIGNING_KEY_FILE = "var/ledger-signing-key.pem"
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, lowest: int, highest: int) -> int:
+    raw = environ.get(name)
+    if not raw:
+        return default
+    if not raw.isdigit() or not lowest <= int(raw) <= highest:
+        raise ValueError(f"{name} must be a whole number from {lowest} to {highest}")
+    return int(raw)
 
 
 def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
@@ -28,6 +38,9 @@ class Settings:
     # embedded: the API process runs the projector in a thread; external: another process does
     # (``voucher-ledger serve`` starts one for its workers, or ``voucher-ledger project``).
     projector: str = "embedded"
+    signing_key_file: str | None = None  # LEDGER_SIGNING_KEY_FILE; see signing_key_path
+    checkpoint_every: int = 1000  # LEDGER_CHECKPOINT_EVERY: events per signed checkpoint
+    checkpoint_interval_s: int = 10  # LEDGER_CHECKPOINT_INTERVAL_S: or this often, if newer
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -37,6 +50,9 @@ class Settings:
             database_url=environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             admin_token=environ.get("LEDGER_ADMIN_TOKEN") or None,
             projector=_choice(environ, "LEDGER_PROJECTOR", PROJECTOR_MODES),
+            signing_key_file=environ.get("LEDGER_SIGNING_KEY_FILE") or None,
+            checkpoint_every=_int(environ, "LEDGER_CHECKPOINT_EVERY", 1000, 1, 1 << 20),
+            checkpoint_interval_s=_int(environ, "LEDGER_CHECKPOINT_INTERVAL_S", 10, 1, 86_400),
         )
 
     @property
@@ -50,6 +66,22 @@ class Settings:
         if scheme == "memory":
             return "memory"
         raise ValueError(f"DATABASE_URL scheme {scheme!r} is not sqlite, postgresql or memory")
+
+    @property
+    def signing_key_path(self) -> str | None:
+        """Where the audit checkpoints' Ed25519 key lives: LEDGER_SIGNING_KEY_FILE, else beside
+        a SQLite ledger's file, else var/ (PostgreSQL); None for the in-memory ledger (a key for
+        the process only)."""
+        if self.signing_key_file:
+            return self.signing_key_file
+        if self.backend == "memory":
+            return None
+        if self.backend == "sqlite":
+            path = persistence_env(self.database_url)["SQLITE_DBNAME"]
+            if path != ":memory:":
+                return f"{path}.signing-key.pem"
+            return None
+        return DEFAULT_SIGNING_KEY_FILE
 
     def eventsourcing_env(self) -> dict[str, str]:
         """The environment for ``eventsourcing.Application`` that this URL selects."""

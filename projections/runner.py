@@ -11,12 +11,14 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from eventsourcing.persistence import Notification
 
 from ledger.application import VoucherLedger
-from projections.store import Key, Row, TrackingMoved, ViewStore
+from projections.store import Key, Row, Table, TrackingMoved, ViewStore
 from projections.views import Batch, LedgerViews
 
 PAGE_SIZE = 2000
@@ -26,6 +28,7 @@ ERROR_BACKOFF_S = 1.0
 MAX_WAIT_S = 2.0
 
 log = logging.getLogger(__name__)
+ToEvent = Callable[[Notification], Any]
 
 
 @dataclass(frozen=True)
@@ -36,20 +39,63 @@ class Lag:
     behind_s: float  # age of the oldest event not yet applied (0 when caught up)
 
 
+class Follower(Protocol):
+    """What a projector feeds pages of the log to: the views, or the audit chain."""
+
+    def rows(self, page: Sequence[Notification], to_event: ToEvent) -> dict[Table, list[Row]]:
+        """The rows to write for ``page`` (which may be empty: a follower may still have
+        something to write, like a checkpoint that is due)."""
+
+    def committed(self) -> None:
+        """The rows of the last ``rows`` call were written with the page's position."""
+
+    def forget(self) -> None:
+        """They were not: drop whatever was derived from them and from the stored rows."""
+
+
+class ViewsFollower:
+    """The read models: events decoded and applied by the ``LedgerViews`` policies, rows kept
+    in a cache while this projector is the only writer."""
+
+    def __init__(self, store: ViewStore) -> None:
+        self.store = store
+        self.views = LedgerViews()
+        self.topics = LedgerViews.topics()
+        self._cache: dict[tuple[str, Key], Row | None] = {}
+
+    def rows(self, page: Sequence[Notification], to_event: ToEvent) -> dict[Table, list[Row]]:
+        batch = Batch(self.store, self._cache)
+        for n in page:
+            if n.topic in self.topics:
+                self.views.apply(to_event(n), batch, n.id)
+        return batch.rows()
+
+    def committed(self) -> None:
+        if len(self._cache) > MAX_CACHED_ROWS:
+            self._cache.clear()
+
+    def forget(self) -> None:
+        self._cache.clear()  # a batch changes cached rows in place
+
+
 class Projector:
-    """Applies the log to ``store``. ``step`` does one page; ``run`` loops until stopped."""
+    """Feeds the log to ``follower`` (the views by default) and writes what it makes into
+    ``store`` with the position. ``step`` does one page; ``run`` loops until stopped."""
 
     def __init__(
-        self, ledger: VoucherLedger, store: ViewStore, *, page_size: int = PAGE_SIZE
+        self,
+        ledger: VoucherLedger,
+        store: ViewStore,
+        follower: Follower | None = None,
+        *,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         assert 0 < page_size <= 10_000
         self.ledger = ledger
         self.store = store
+        self.follower: Follower = follower or ViewsFollower(store)
         self.page_size = page_size
-        self.views = LedgerViews()
-        self.topics = LedgerViews.topics()
         self.position: int | None = store.position() or None
-        self._cache: dict[tuple[str, Key], Row | None] = {}
         self._advanced = threading.Condition()
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -58,26 +104,23 @@ class Projector:
         """Apply the next page of events, if any; returns how many positions it consumed."""
         after = self.position or 0
         page = self.ledger.recorder.select_notifications(after + 1, self.page_size)
-        if not page:
-            return 0
-        batch = Batch(self.store, self._cache)
-        to_event = self.ledger.mapper.to_domain_event
         try:
-            for n in page:
-                if n.topic in self.topics:
-                    self.views.apply(to_event(n), batch, n.id)
-            self.store.commit(self.position, page[-1].id, batch.rows())
+            rows = self.follower.rows(page, self.ledger.mapper.to_domain_event)
+            if not page and not any(rows.values()):
+                return 0
+            self.store.commit(self.position, page[-1].id if page else self.position, rows)
         except TrackingMoved as moved:
-            # Someone else moved the position: our cached rows may be stale. Start again there.
-            self._cache.clear()
+            # Someone else moved the position: what we derived may be stale. Start again there.
+            self.follower.forget()
             self.position = moved.current
             return 0
         except BaseException:
-            self._cache.clear()  # the batch changed cached rows in place
+            self.follower.forget()
             raise
+        self.follower.committed()
+        if not page:
+            return 0
         self.position = page[-1].id
-        if len(self._cache) > MAX_CACHED_ROWS:
-            self._cache.clear()
         with self._advanced:
             self._advanced.notify_all()
         return len(page)
@@ -106,8 +149,8 @@ class Projector:
                 log.exception("projector step failed; retrying")
                 self.stopping.wait(ERROR_BACKOFF_S)
 
-    def start(self) -> Projector:
-        self._thread = threading.Thread(target=self.run, name="ledger-projector", daemon=True)
+    def start(self, name: str = "ledger-projector") -> Projector:
+        self._thread = threading.Thread(target=self.run, name=name, daemon=True)
         self._thread.start()
         return self
 

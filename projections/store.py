@@ -10,6 +10,7 @@ starts again from the stored rows."""
 
 from __future__ import annotations
 
+import fcntl
 import re
 import uuid
 from collections.abc import Iterator, Sequence
@@ -159,7 +160,86 @@ PAYABLES = Table(
     ),
     checks=("amount_fen >= clawed_back_fen + paid_fen", "clawed_back_fen >= 0", "paid_fen >= 0"),
 )
-TABLES = (SOURCES, ENTERPRISE_YEARS, PROVIDER_YEARS, VOUCHERS, PAYABLES)
+REDEMPTIONS = Table(
+    "proj_redemption",
+    ("redemption_id",),
+    (
+        ("redemption_id", TEXT),
+        ("provider_id", TEXT),
+        ("holder_id", TEXT),
+        ("voucher_id", TEXT),
+        ("programme_id", TEXT),
+        ("fiscal_year", INT),
+        ("contract_no", TEXT),
+        ("invoice_no", TEXT),
+        ("contract_amount_fen", MONEY),
+        ("subsidy_fen", MONEY),
+        ("service_date", TEXT),
+        ("recorded_at", TEXT),
+        ("recorded_day", TEXT),  # the day in China Standard Time (UTC+8)
+        ("redeemed_by", TEXT),
+        ("clawed_back", INT),
+        ("redeemed_position", "BIGINT NOT NULL"),
+        POSITION,
+    ),
+    indexes=(("provider_id", "holder_id"), ("provider_id", "recorded_day"), ("invoice_no",)),
+)
+INSTITUTIONS = Table(
+    "proj_institution",
+    ("aggregate_id",),
+    (
+        ("aggregate_id", TEXT),
+        ("institution_id", TEXT),
+        ("name", TEXT),
+        ("kind", TEXT),
+        ("bank_account", "TEXT"),
+        ("contact", "TEXT"),
+        ("frozen", INT),
+        POSITION,
+    ),
+    indexes=(("institution_id",), ("bank_account",), ("contact",)),
+)
+REFUSALS = Table(
+    "proj_refusal",
+    ("attempt_id",),
+    (
+        ("attempt_id", TEXT),
+        ("slug", TEXT),
+        ("provider_id", TEXT),
+        ("voucher_id", TEXT),
+        ("contract_no", TEXT),
+        ("invoice_no", TEXT),
+        ("contract_amount_fen", MONEY),
+        ("detail", TEXT),
+        ("attempted_by", TEXT),
+        ("recorded_at", TEXT),
+        POSITION,
+    ),
+    indexes=(("slug",), ("invoice_no",)),
+)
+ACTIONS = Table(
+    "proj_action",  # clawbacks, freezes and unfreezes, revocations: who, why, when
+    ("position",),
+    (
+        POSITION,
+        ("kind", TEXT),
+        ("subject_id", TEXT),
+        ("reason", TEXT),
+        ("actor", TEXT),
+        ("recorded_at", TEXT),
+    ),
+)
+TABLES = (
+    SOURCES,
+    ENTERPRISE_YEARS,
+    PROVIDER_YEARS,
+    VOUCHERS,
+    PAYABLES,
+    REDEMPTIONS,
+    INSTITUTIONS,
+    REFUSALS,
+    ACTIONS,
+)
 
 
 class TrackingMoved(Exception):
@@ -228,10 +308,12 @@ class ViewStore:
         raise NotImplementedError
 
     # ---- writes --------------------------------------------------------------------------
-    def commit(self, expected: int | None, position: int, rows: dict[Table, list[Row]]) -> None:
+    def commit(
+        self, expected: int | None, position: int | None, rows: dict[Table, list[Row]]
+    ) -> None:
         """Write ``rows`` and move the tracking position from ``expected`` to ``position``, in one
         transaction; raises ``TrackingMoved`` (and writes nothing) if it is no longer
-        ``expected``."""
+        ``expected``. ``position == expected`` writes rows without moving it."""
         with self._write() as c:
             current = self._tracking_now(c)
             if current != expected:
@@ -239,7 +321,8 @@ class ViewStore:
             for t, changed in rows.items():
                 if changed:
                     c.executemany(self._upsert(t), [tuple(r[n] for n in t.names) for r in changed])
-            self._insert_tracking(c, Tracking(self.tracking_name, position))  # type: ignore[attr-defined]
+            if position is not None and position != expected:
+                self._insert_tracking(c, Tracking(self.tracking_name, position))  # type: ignore[attr-defined]
 
     def reset(self) -> None:
         """Empty every view and forget the position, in one transaction: a rebuild from 0."""
@@ -306,6 +389,23 @@ class ViewStore:
             "ORDER BY redeemed_position, line LIMIT %s",
             [*params, filters.limit],
         )
+
+    def flows(self, fiscal_year: int) -> list[Row]:
+        """Subsidy by source -> programme -> provider -> enterprise for a fiscal year."""
+        return self._rows(
+            "SELECT source_id, programme_id, provider_id, holder_id, "
+            "SUM(amount_fen) AS amount_fen, SUM(clawed_back_fen) AS clawed_back_fen, "
+            "COUNT(*) AS redemptions "
+            f"FROM {self.qualified(PAYABLES.name)} WHERE fiscal_year = %s AND kind = 'subsidy' "
+            "GROUP BY source_id, programme_id, provider_id, holder_id "
+            "ORDER BY source_id, programme_id, provider_id, holder_id",
+            (fiscal_year,),
+        )
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """Rows of a read-only query over the views (``{table}`` names are qualified)."""
+        names = {t.name: self.qualified(t.name) for t in TABLES}
+        return self._rows(sql.format(**names), params)
 
     def all_rows(self, t: Table) -> list[Row]:
         return self._rows(f"SELECT * FROM {self.qualified(t.name)} ORDER BY {', '.join(t.key)}", ())
@@ -453,6 +553,22 @@ class PostgresViews(ViewStore, PostgresTrackingRecorder):
         return f'"{schema}".{name}' if schema else name
 
 
+@contextmanager
+def sqlite_creation_lock(db_name: str) -> Iterator[None]:
+    """Serialise creating the tables of one SQLite file across processes: eventsourcing's
+    tracking table records a migration row when it thinks it created the table, and two
+    processes starting at once (a worker and the projector) would both think so."""
+    if "mode=memory" in db_name or db_name == ":memory:":
+        yield
+        return
+    with open(f"{db_name}.create-lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def open_views(
     settings: Settings,
     classes: tuple[type[ViewStore], type[ViewStore]] | None = None,
@@ -473,6 +589,7 @@ def open_views(
         with schema_creation_lock(env):
             store: ViewStore = factory.tracking_recorder(postgres_class)  # type: ignore[arg-type,assignment]
     else:
-        store = factory.tracking_recorder(sqlite_class)  # type: ignore[arg-type,assignment]
+        with sqlite_creation_lock(env["SQLITE_DBNAME"]):
+            store = factory.tracking_recorder(sqlite_class)  # type: ignore[arg-type,assignment]
     store.factory = factory  # type: ignore[attr-defined]  # it owns the datastore's pool
     return store

@@ -5,19 +5,25 @@ redemption). Rows are changed in a ``Batch``; the runner writes them with the po
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import singledispatchmethod
 from typing import Any
 
 from eventsourcing.utils import get_topic
 
 from ledger.caps import EnterpriseYear, ProviderYear
-from ledger.claims import ContractClaim
+from ledger.claims import ContractClaim, RefusedRedemption
 from ledger.funding import FundingSource
+from ledger.institution import Institution
 from ledger.voucher import ACTIVE, USED_UP, Voucher
 from projections.store import (
+    ACTIONS,
     ENTERPRISE_YEARS,
+    INSTITUTIONS,
     PAYABLES,
     PROVIDER_YEARS,
+    REDEMPTIONS,
+    REFUSALS,
     SOURCES,
     TABLES,
     VOUCHERS,
@@ -40,6 +46,12 @@ ENTERPRISE_OPENED: type[Any] = getattr(EnterpriseYear, "Opened")  # noqa: B009
 SUBSIDY_CLAWED_BACK: type[Any] = getattr(EnterpriseYear, "SubsidyClawedBack")  # noqa: B009
 PROVIDER_OPENED: type[Any] = getattr(ProviderYear, "Opened")  # noqa: B009
 BONUS_CLAWED_BACK: type[Any] = getattr(ProviderYear, "BonusClawedBack")  # noqa: B009
+CLAWED_BACK: type[Any] = getattr(ContractClaim, "ClawedBack")  # noqa: B009
+INSTITUTION_REGISTERED: type[Any] = getattr(Institution, "Registered")  # noqa: B009
+FROZEN: type[Any] = getattr(Institution, "Frozen")  # noqa: B009
+UNFROZEN: type[Any] = getattr(Institution, "Unfrozen")  # noqa: B009
+REFUSAL_RECORDED: type[Any] = getattr(RefusedRedemption, "Recorded")  # noqa: B009
+CHINA_OFFSET = dt.timedelta(hours=8)  # China Standard Time has no daylight saving
 
 
 class Batch:
@@ -175,6 +187,7 @@ class LedgerViews:
     # ---- redemptions: payables and disbursement ------------------------------------------
     @apply.register(CLAIMED)
     def _claimed(self, e: Any, b: Batch, position: int) -> None:
+        self._redemption(e, b, position)
         lines = [("subsidy", str(s), int(a)) for s, a in e.splits]
         lines.append(("bonus", e.provider_bonus_source_id, e.provider_bonus_fen))
         for kind, source_id, amount_fen in lines:
@@ -200,6 +213,28 @@ class LedgerViews:
                 "redeemed_position": position,
             }
             b.put(PAYABLES, row, position)
+
+    @staticmethod
+    def _redemption(e: Any, b: Batch, position: int) -> None:
+        row = {
+            "redemption_id": str(e.originator_id),
+            "provider_id": e.provider_id,
+            "holder_id": e.holder_id,
+            "voucher_id": str(e.voucher_id),
+            "programme_id": e.programme_id,
+            "fiscal_year": e.fiscal_year,
+            "contract_no": e.contract_no,
+            "invoice_no": e.invoice_no,
+            "contract_amount_fen": e.contract_amount_fen,
+            "subsidy_fen": e.subsidy_fen,
+            "service_date": e.service_date,
+            "recorded_at": e.timestamp.isoformat(),
+            "recorded_day": (e.timestamp + CHINA_OFFSET).date().isoformat(),
+            "redeemed_by": e.actor,
+            "clawed_back": 0,
+            "redeemed_position": position,
+        }
+        b.put(REDEMPTIONS, row, position)
 
     # ---- annual counters -----------------------------------------------------------------
     @apply.register(ENTERPRISE_OPENED)
@@ -262,6 +297,68 @@ class LedgerViews:
         if e.amount_fen:
             line = (str(e.redemption_id), "bonus")
             self._add(b, PAYABLES, line, "clawed_back_fen", e.amount_fen, position)
+
+    # ---- what inspectors look at ---------------------------------------------------------
+    @apply.register(INSTITUTION_REGISTERED)
+    def _registered(self, e: Any, b: Batch, position: int) -> None:
+        row = {
+            "aggregate_id": str(e.originator_id),
+            "institution_id": e.uscc,
+            "name": e.name,
+            "kind": e.kind,
+            "bank_account": getattr(e, "bank_account", None),
+            "contact": getattr(e, "contact", None),
+            "frozen": 0,
+        }
+        b.put(INSTITUTIONS, row, position)
+
+    @apply.register(FROZEN)
+    def _frozen(self, e: Any, b: Batch, position: int) -> None:
+        self._action(b, e, "freeze", self._set_frozen(b, e, 1, position), e.reason, position)
+
+    @apply.register(UNFROZEN)
+    def _unfrozen(self, e: Any, b: Batch, position: int) -> None:
+        self._action(b, e, "unfreeze", self._set_frozen(b, e, 0, position), e.reason, position)
+
+    def _set_frozen(self, b: Batch, e: Any, frozen: int, position: int) -> str:
+        row = b.get(INSTITUTIONS, str(e.originator_id))
+        row["frozen"] = frozen
+        b.put(INSTITUTIONS, row, position)
+        return str(row["institution_id"])
+
+    @apply.register(CLAWED_BACK)
+    def _clawed_back(self, e: Any, b: Batch, position: int) -> None:
+        row = b.get(REDEMPTIONS, str(e.originator_id))
+        row["clawed_back"] = 1
+        b.put(REDEMPTIONS, row, position)
+        self._action(b, e, "clawback", str(e.originator_id), e.reason_code, position)
+
+    @apply.register(REFUSAL_RECORDED)
+    def _refusal(self, e: Any, b: Batch, position: int) -> None:
+        row = {
+            "attempt_id": str(e.originator_id),
+            "slug": e.slug,
+            "provider_id": e.provider_id,
+            "voucher_id": str(e.voucher_id),
+            "contract_no": e.contract_no,
+            "invoice_no": e.invoice_no,
+            "contract_amount_fen": e.contract_amount_fen,
+            "detail": e.detail,
+            "attempted_by": e.actor,
+            "recorded_at": e.timestamp.isoformat(),
+        }
+        b.put(REFUSALS, row, position)
+
+    @staticmethod
+    def _action(b: Batch, e: Any, kind: str, subject: str, reason: str, position: int) -> None:
+        row = {
+            "kind": kind,
+            "subject_id": subject,
+            "reason": reason,
+            "actor": e.actor,
+            "recorded_at": e.timestamp.isoformat(),
+        }
+        b.put(ACTIONS, row, position)
 
     @staticmethod
     def _add(b: Batch, t: Table, key: Any, column: str, amount: int, position: int) -> Row:

@@ -227,8 +227,9 @@ def _api(url: str) -> Iterator[Any]:
     from api.app import create_app
     from tests.api_support import ADMIN_TOKEN, Api
 
-    ledger = VoucherLedger(Settings(database_url=url), clock=lambda: TODAY)
-    app = create_app(Settings(database_url=url, admin_token=ADMIN_TOKEN), ledger)
+    settings = Settings(database_url=url, admin_token=ADMIN_TOKEN, checkpoint_every=8)
+    ledger = VoucherLedger(settings, clock=lambda: TODAY)
+    app = create_app(settings, ledger)
     try:
         yield Api(app, falcon.testing.TestClient(app))
     finally:

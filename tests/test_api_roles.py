@@ -60,6 +60,10 @@ PATH_IDS: dict[str, Any] = {
     "/v1/vouchers/{id}/revoke": lambda s: s.fresh_voucher,
     "/v1/redemptions/{id}": lambda s: s.redemption,
     "/v1/redemptions/{id}/claw-back": lambda s: s.redemption,
+    "/v1/audit/proofs/{id}": lambda s: "1",
+    "/v1/audit/trace/redemptions/{id}": lambda s: s.redemption,
+    "/v1/audit/trace/funding-sources/{id}": lambda s: "province-2026",
+    "/v1/audit/inspections/{id}": lambda s: "velocity",
 }
 
 # A valid body for each request schema (api.schemas.REQUESTS), one that the ledger accepts.

@@ -4,27 +4,34 @@ same rows, and two projectors on one store cannot interleave their batches."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from typing import Any
 from uuid import UUID
 
 import pytest
 
 from ledger.application import VoucherLedger
 from ledger.caps import EnterpriseYear, ProviderYear
-from ledger.claims import ContractClaim
+from ledger.claims import ContractClaim, RefusedRedemption
 from ledger.funding import FundingSource
+from ledger.institution import Institution
 from ledger.settings import Settings
 from ledger.voucher import ACTIVE, Voucher
 from projections.runner import Projector
 from projections.store import (
+    ACTIONS,
     ENTERPRISE_YEARS,
+    INSTITUTIONS,
     PAYABLES,
     PROVIDER_YEARS,
+    REDEMPTIONS,
+    REFUSALS,
     SOURCES,
     TABLES,
     VOUCHERS,
@@ -74,6 +81,34 @@ def replayed_views(app: VoucherLedger) -> Rows:
             rows[VOUCHERS].append(voucher_row(a, issued_at[a.id]))
         elif isinstance(a, ContractClaim):
             rows[PAYABLES].extend(payable_rows(a, issued_at[a.id]))
+            rows[REDEMPTIONS].append(redemption_row(a, issued_at[a.id]))
+        elif isinstance(a, Institution):
+            rows[INSTITUTIONS].append(
+                {
+                    "aggregate_id": str(a.id),
+                    "institution_id": a.uscc,
+                    "name": a.name,
+                    "kind": a.kind,
+                    "bank_account": a.bank_account,
+                    "contact": a.contact,
+                    "frozen": int(a.frozen),
+                }
+            )
+        elif isinstance(a, RefusedRedemption):
+            rows[REFUSALS].append(
+                {
+                    "attempt_id": str(a.id),
+                    "slug": a.slug,
+                    "provider_id": a.provider_id,
+                    "voucher_id": str(a.voucher_id),
+                    "contract_no": a.contract_no,
+                    "invoice_no": a.invoice_no,
+                    "contract_amount_fen": a.contract_amount_fen,
+                    "detail": a.detail,
+                    "attempted_by": a.attempted_by,
+                    "recorded_at": a.created_on.isoformat(),
+                }
+            )
         elif isinstance(a, EnterpriseYear):
             rows[ENTERPRISE_YEARS].append(
                 {
@@ -98,7 +133,61 @@ def replayed_views(app: VoucherLedger) -> Rows:
                     "bonus_cap_fen": a.bonus_cap_fen,
                 }
             )
-    return {t.name: sorted(rows[t], key=lambda r, t=t: t.key_of(r)) for t in TABLES}
+    replayed = {t.name: sorted(rows[t], key=lambda r, t=t: t.key_of(r)) for t in TABLES}
+    # An action's key is its position, which views_of(positions=False) leaves out.
+    replayed[ACTIONS.name] = [
+        {k: v for k, v in a.items() if k != "position"} for a in actions_in_log(app)
+    ]
+    return replayed
+
+
+def actions_in_log(app: VoucherLedger) -> list[Row]:
+    """Clawbacks, freezes and unfreezes, read from the log's events one by one."""
+    kinds = {"ClawedBack": "clawback", "Frozen": "freeze", "Unfrozen": "unfreeze"}
+    found = []
+    start = 1
+    while page := app.recorder.select_notifications(start, 1000):
+        for n in page:
+            kind = kinds.get(n.topic.rsplit(".", 1)[-1])
+            if kind is None:
+                continue
+            e: Any = app.mapper.to_domain_event(n)
+            subject = str(e.originator_id)
+            if kind != "clawback":
+                subject = app.repository.get(e.originator_id).uscc
+            found.append(
+                {
+                    "position": n.id,
+                    "kind": kind,
+                    "subject_id": subject,
+                    "reason": e.reason_code if kind == "clawback" else e.reason,
+                    "actor": e.actor,
+                    "recorded_at": e.timestamp.isoformat(),
+                }
+            )
+        start = page[-1].id + 1
+    return found
+
+
+def redemption_row(c: ContractClaim, position: int) -> Row:
+    return {
+        "redemption_id": str(c.id),
+        "provider_id": c.provider_id,
+        "holder_id": c.holder_id,
+        "voucher_id": str(c.voucher_id),
+        "programme_id": c.programme_id,
+        "fiscal_year": c.fiscal_year,
+        "contract_no": c.contract_no,
+        "invoice_no": c.invoice_no,
+        "contract_amount_fen": c.contract_amount_fen,
+        "subsidy_fen": c.subsidy_fen,
+        "service_date": c.service_date,
+        "recorded_at": c.created_on.isoformat(),
+        "recorded_day": (c.created_on + dt.timedelta(hours=8)).date().isoformat(),
+        "redeemed_by": c.redeemed_by,
+        "clawed_back": int(c.clawed_back),
+        "redeemed_position": position,
+    }
 
 
 def source_row(app: VoucherLedger, s: FundingSource, vouchers: list[Voucher]) -> Row:

@@ -3,7 +3,9 @@ writing JSON responses with the log position of the command's events."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import re
 from collections.abc import Callable
@@ -13,6 +15,7 @@ import falcon
 
 from api.auth import actor_of
 from api.body import idempotency_key, parse_body, request_digest
+from api.schemas import RESPONSES
 from ledger.application import VoucherLedger
 from ledger.errors import ValidationError
 from ledger.idempotency import Idempotency, Replay
@@ -166,3 +169,23 @@ def as_of(req: falcon.Request) -> dt.datetime | None:
         return instant.astimezone(dt.UTC)
     except (ValueError, OverflowError):  # OverflowError: before year 1 or after 9999 in UTC
         raise ValidationError("as_of must be an RFC 3339 instant or a date YYYY-MM-DD") from None
+
+
+def columns(page_schema: str) -> list[str]:
+    """The item fields of a page schema, in order: the CSV header."""
+    return list(RESPONSES[page_schema]["properties"]["items"]["items"]["properties"])
+
+
+def write_csv(
+    resp: falcon.Response, items: list[dict[str, Any]], fields: list[str], next_after: int | None
+) -> None:
+    """Items as CSV with a header row (also when empty); the next page's cursor goes in
+    ``X-Next-After``."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(items)
+    resp.content_type = "text/csv; charset=utf-8"
+    resp.text = out.getvalue()
+    if next_after is not None:
+        resp.set_header("X-Next-After", str(next_after))

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from typing import Any
-
 import falcon
 
 from api import render
 from api.auth import principal_of, require_own
-from api.resources.base import Resource, int_param, page_params, paged, write_json
-from api.schemas import RESPONSES
+from api.resources.base import (
+    Resource,
+    columns,
+    int_param,
+    page_params,
+    paged,
+    write_csv,
+    write_json,
+)
 from ledger.application import check_key
 from ledger.errors import ValidationError
 from ledger.uscc import check_uscc
@@ -46,23 +49,3 @@ class Payables(Resource):
             write_csv(resp, body["items"], columns("PayablePage"), body["next_after"])
         else:
             write_json(resp, body)
-
-
-def columns(page_schema: str) -> list[str]:
-    """The item fields of a page schema, in order: the CSV header."""
-    return list(RESPONSES[page_schema]["properties"]["items"]["items"]["properties"])
-
-
-def write_csv(
-    resp: falcon.Response, items: list[dict[str, Any]], fields: list[str], next_after: int | None
-) -> None:
-    """Items as CSV with a header row (also when empty); the next page's cursor goes in
-    ``X-Next-After``."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\r\n")
-    writer.writeheader()
-    writer.writerows(items)
-    resp.content_type = "text/csv; charset=utf-8"
-    resp.text = out.getvalue()
-    if next_after is not None:
-        resp.set_header("X-Next-After", str(next_after))

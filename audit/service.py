@@ -1,0 +1,124 @@
+"""The audit side of the ledger in one object: the chain store and its follower, the signing key,
+verification, proofs, traces, flows, inspections and the fiscal-year report."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from audit import inspect
+from audit.follower import ChainFollower
+from audit.keys import Signer, load_or_create
+from audit.proofs import prove
+from audit.store import AuditStore, open_audit
+from audit.trace import Tracer
+from audit.verify import Verdict, verify
+from ledger.application import VoucherLedger
+from ledger.funding import available_fen
+from projections.runner import MAX_WAIT_S, Projector, wait_for
+from projections.store import ViewStore
+
+Body = dict[str, Any]
+
+
+class Auditor:
+    def __init__(self, ledger: VoucherLedger, views: ViewStore, *, embedded: bool) -> None:
+        self.ledger = ledger
+        self.views = views
+        self.store: AuditStore = open_audit(ledger.settings)
+        self.signer: Signer = load_or_create(ledger.settings.signing_key_path)
+        self.projector: Projector | None = None
+        if embedded:
+            self.projector = self.chain_projector().start("audit-chain")
+        self.tracer = Tracer(ledger, self.store, views)
+
+    def chain_projector(self) -> Projector:
+        settings = self.ledger.settings
+        follower = ChainFollower(
+            self.store,
+            self.signer,
+            every=settings.checkpoint_every,
+            interval_s=settings.checkpoint_interval_s,
+        )
+        return Projector(self.ledger, self.store, follower)
+
+    def close(self) -> None:
+        if self.projector is not None:
+            self.projector.stop()
+        self.store.close()
+
+    def caught_up(self) -> None:
+        """Wait (best effort, at most 2 s) until the chain includes the log's head."""
+        head = self.ledger.recorder.max_notification_id() or 0
+        if self.projector is not None:
+            self.projector.wait(head, MAX_WAIT_S)
+        else:
+            wait_for(self.store, head, MAX_WAIT_S)
+
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> Verdict:
+        return verify(self.ledger, self.store, self.signer.key.public_key(), progress)
+
+    def prove(self, position: int) -> Body:
+        return prove(self.ledger, self.store, position)
+
+    def report(self, fiscal_year: int) -> Body:
+        """The fiscal-year audit report (audit/report_render.py renders it)."""
+        verdict = self.verify()
+        checkpoint = self.store.last_checkpoint()
+        return {
+            "fiscal_year": fiscal_year,
+            "generated_at": dt.datetime.now(dt.UTC).isoformat(),
+            "ledger": {
+                "position": self.store.position(),
+                "head_hash": verdict.head_hash,
+                "verified": verdict.ok,
+                "events_checked": verdict.events_checked,
+                "first_bad_position": verdict.first_bad_position,
+                "checkpoint": None
+                if checkpoint is None
+                else {k: checkpoint[k] for k in ("position", "signed_at", "signature")},
+            },
+            "sources": self.sources(fiscal_year),
+            "flows": self.flows(fiscal_year),
+            "findings": [
+                {"query": i.name, "title": i.title, "rows": inspect.run(self.views, i.name, {})}
+                for i in inspect.INSPECTIONS.values()
+            ],
+        }
+
+    def sources(self, fiscal_year: int) -> list[Body]:
+        rows = self.views.query(
+            "SELECT * FROM {proj_source} WHERE fiscal_year = %s ORDER BY source_id",
+            (fiscal_year,),
+        )
+        return [_source(r) for r in rows]
+
+    def flows(self, fiscal_year: int) -> list[Body]:
+        return [
+            {
+                "source_id": r["source_id"],
+                "programme_id": r["programme_id"],
+                "provider_id": r["provider_id"],
+                "holder_id": r["holder_id"],
+                "amount_fen": int(r["amount_fen"]),
+                "clawed_back_fen": int(r["clawed_back_fen"]),
+                "redemptions": int(r["redemptions"]),
+            }
+            for r in self.views.flows(fiscal_year)
+        ]
+
+
+def _source(r: dict[str, Any]) -> Body:
+    committed_fen = r["reserved_fen"] - r["released_fen"]
+    return {
+        "id": r["source_id"],
+        "name": r["name"],
+        "level": r["level"],
+        "document_ref": r["document_ref"],
+        "appropriation_fen": r["appropriation_fen"],
+        "committed_fen": committed_fen,
+        "disbursed_fen": r["disbursed_fen"],
+        "recovered_fen": r["recovered_fen"],
+        "available_fen": available_fen(r["appropriation_fen"], committed_fen, r["recovered_fen"]),
+    }
