@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import time
@@ -11,6 +12,8 @@ from contextlib import contextmanager
 
 from tqdm import tqdm
 
+from audit import report_render
+from audit.service import Auditor
 from ledger.application import VoucherLedger
 from ledger.demo import PROGRAMME_A, PROGRAMME_B, load_demo
 from ledger.errors import LedgerError
@@ -62,17 +65,87 @@ def cmd_project(app: VoucherLedger, args: argparse.Namespace) -> int:
     """Follow the log into the views until SIGTERM or SIGINT (``--once``: catch up, then exit)."""
     store = open_views(app.settings)
     projector = Projector(app, store, page_size=args.page_size)
+    auditor = Auditor(app, store, embedded=False)
+    chain = auditor.chain_projector()
     try:
         with progress_bar("catching up") as bar:
             projector.catch_up(bar)
         print(f"views at position {projector.position or 0}", flush=True)
+        chain.catch_up()
         if not args.once:
+            chain.start("audit-chain")
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: projector.stopping.set())
             projector.run()
     finally:
+        chain.stop()
+        auditor.close()
         store.close()
     return 0
+
+
+def cmd_verify(app: VoucherLedger, _: argparse.Namespace) -> int:
+    """Bring the chain up to the log's head, then recompute it from the stored events."""
+    with audit_of(app) as auditor:
+        auditor.chain_projector().catch_up()
+        with progress_bar("verifying") as bar:
+            verdict = auditor.verify(bar)
+    print(json.dumps(verdict.as_dict()))
+    if not verdict.ok:
+        print(
+            f"TAMPERED at position {verdict.first_bad_position}: {verdict.detail}", file=sys.stderr
+        )
+        return 1
+    print(f"intact: {verdict.events_checked} events, head {verdict.head_hash}", file=sys.stderr)
+    return 0
+
+
+def cmd_prove(app: VoucherLedger, args: argparse.Namespace) -> int:
+    """Print the inclusion proof of the event at a position (signing a checkpoint if none
+    covers it yet), with the public key that verifies it."""
+    with audit_of(app) as auditor:
+        chain = auditor.chain_projector()
+        chain.catch_up()
+        if auditor.store.checkpoint_covering(args.position) is None:
+            chain.follower.checkpoint_now()  # type: ignore[attr-defined]
+            chain.step()
+        proof = auditor.prove(args.position)
+        proof["public_key_pem"] = auditor.signer.public_pem
+    print(json.dumps(proof, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_report(app: VoucherLedger, args: argparse.Namespace) -> int:
+    """The fiscal-year audit report, to --output or standard output."""
+    renderers = {
+        "json": report_render.render_json,
+        "csv": report_render.render_csv,
+        "xlsx": report_render.render_xlsx,
+        "html": report_render.render_html,
+    }
+    with audit_of(app) as auditor:
+        auditor.chain_projector().catch_up()
+        data = renderers[args.format](auditor.report(args.year))
+    if args.output:
+        with open(args.output, "wb") as out:
+            out.write(data)
+        print(f"wrote {args.output} ({len(data)} bytes)", file=sys.stderr)
+    else:
+        sys.stdout.buffer.write(data)
+    return 0
+
+
+@contextmanager
+def audit_of(app: VoucherLedger) -> Iterator[Auditor]:
+    """The auditor over ``app``, with the views caught up (reports and traces read them)."""
+    store = open_views(app.settings)
+    auditor = Auditor(app, store, embedded=False)
+    try:
+        Projector(app, store).catch_up()
+        yield auditor
+    finally:
+        auditor.close()
+        store.close()
 
 
 def cmd_rebuild(app: VoucherLedger, _: argparse.Namespace) -> int:
@@ -125,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--page-size", type=int, default=PAGE_SIZE, help="events per transaction (1-10000)"
     )
     sub.add_parser("rebuild-projections", help="drop the read models and rebuild them from 0")
+    sub.add_parser("verify", help="recompute the audit chain; exit 1 naming the first bad position")
+    prove = sub.add_parser("prove", help="print the inclusion proof of the event at a position")
+    prove.add_argument("position", type=int)
+    report = sub.add_parser("report", help="the fiscal-year audit report")
+    report.add_argument("--year", type=int, required=True)
+    report.add_argument("--format", choices=("html", "xlsx", "csv", "json"), default="html")
+    report.add_argument("--output", help="file to write (default: standard output)")
     return parser
 
 
@@ -141,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "expire": cmd_expire,
         "project": cmd_project,
         "rebuild-projections": cmd_rebuild,
+        "verify": cmd_verify,
+        "prove": cmd_prove,
+        "report": cmd_report,
     }
     app = VoucherLedger(Settings.from_env())
     try:

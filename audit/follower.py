@@ -67,6 +67,7 @@ class ChainFollower:
         last = self.store.last_checkpoint()
         self.pending = self.store.leaves((last["position"] if last else 0) + 1, position)
         self.checkpointed_at = time.monotonic()
+        self._now = False
         self._next: tuple[bytes, list[tuple[int, bytes]], float] | None = None
 
     def rows(self, page: Sequence[Notification], to_event: Any) -> dict[Table, list[Row]]:
@@ -90,7 +91,7 @@ class ChainFollower:
             if len(pending) >= self.every:
                 checkpoints.append(self.checkpoint(pending, head))
                 pending, stamp = [], time.monotonic()
-        if pending and time.monotonic() - stamp >= self.interval_s:
+        if pending and (self._now or time.monotonic() - stamp >= self.interval_s):
             checkpoints.append(self.checkpoint(pending, head))
             pending, stamp = [], time.monotonic()
         self._next = (head, pending, stamp)
@@ -99,6 +100,11 @@ class ChainFollower:
     def committed(self) -> None:
         assert self._next is not None
         self.head, self.pending, self.checkpointed_at = self._next
+        self._now = False
+
+    def checkpoint_now(self) -> None:
+        """Sign a checkpoint over the pending events at the next step, due or not."""
+        self._now = True
 
     def checkpoint(self, pending: list[tuple[int, bytes]], head: bytes) -> Row:
         """Sign (position, head hash, time) and the Merkle root of ``pending``."""

@@ -85,7 +85,19 @@ def _sqlite_page(datastore: Any, table: str, after: int, until: int) -> list[Raw
             (after, until, PAGE),
         )
         # SQLite keeps ids as 32 hex digits: hash them in the one spelling every store shares.
-        return [(r[0], str(UUID(r[1])), r[2], r[3], r[4]) for r in cur.fetchall()]
+        # A tampered row may hold text where bytes were: hash what is there, do not fail.
+        return [(r[0], _uuid_text(r[1]), r[2], str(r[3]), _bytes(r[4])) for r in cur.fetchall()]
+
+
+def _uuid_text(value: Any) -> str:
+    try:
+        return str(UUID(str(value)))
+    except ValueError:
+        return str(value)
+
+
+def _bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 def chain_rows(store: AuditStore, until: int) -> Iterator[tuple[int, str, str]]:

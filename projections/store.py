@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory, Tracking
@@ -473,7 +474,9 @@ class PayableFilter:
 
 
 def _as_dict(row: Any) -> Row:
-    return row if isinstance(row, dict) else dict(zip(row.keys(), row, strict=True))
+    found = row if isinstance(row, dict) else dict(zip(row.keys(), row, strict=True))
+    # PostgreSQL sums BIGINTs as NUMERIC: whole numbers of fen, so back to int.
+    return {k: int(v) if isinstance(v, Decimal) else v for k, v in found.items()}
 
 
 class SQLiteViews(ViewStore, SQLiteTrackingRecorder):

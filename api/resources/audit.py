@@ -10,6 +10,7 @@ from audit import inspect, report_render
 from audit.service import Auditor
 from ledger.errors import NotFound, ValidationError
 from ledger.validate import MAX_FISCAL_YEAR, MIN_FISCAL_YEAR
+from projections.reader import ViewReader
 
 MAX_POSITION = 10**18 - 1
 RENDERERS = {
@@ -24,8 +25,14 @@ RENDERERS = {
 
 
 class AuditResource:
-    def __init__(self, auditor: Auditor) -> None:
+    def __init__(self, auditor: Auditor, reader: ViewReader) -> None:
         self.auditor = auditor
+        self.reader = reader
+
+    def fresh(self) -> None:
+        """Wait (best effort, 2 s at most) for the views and the chain to reach the log's head."""
+        self.reader.at_least(None)
+        self.auditor.caught_up()
 
 
 def fiscal_year(req: falcon.Request) -> int:
@@ -44,7 +51,7 @@ def output_format(req: falcon.Request, allowed: tuple[str, ...]) -> str:
 
 class Verify(AuditResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.auditor.caught_up()
+        self.fresh()
         write_json(resp, self.auditor.verify().as_dict())
 
 
@@ -63,21 +70,21 @@ class Proof(AuditResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         if not (id.isascii() and id.isdigit()) or len(id) > 18:
             raise ValidationError("the position must be a whole number")
-        self.auditor.caught_up()
+        self.fresh()
         write_json(resp, self.auditor.prove(int(id)))
 
 
 class RedemptionTrace(AuditResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         instant = as_of(req)
-        self.auditor.caught_up()
+        self.fresh()
         write_json(resp, self.auditor.tracer.redemption(id, instant))
 
 
 class SourceTrace(AuditResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         instant = as_of(req)
-        self.auditor.caught_up()
+        self.fresh()
         write_json(resp, self.auditor.tracer.funding_source(id, instant))
 
 
@@ -85,6 +92,7 @@ class Flows(AuditResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         year = fiscal_year(req)
         fmt = output_format(req, ("json", "csv"))
+        self.fresh()
         flows = self.auditor.flows(year)
         if fmt == "csv":
             columns = list(flows[0]) if flows else list(FLOW_COLUMNS)
@@ -111,6 +119,7 @@ class Inspection(AuditResource):
             raise NotFound(f"no inspection {id!r}: one of {', '.join(inspect.INSPECTIONS)}")
         fmt = output_format(req, ("json", "csv"))
         given = {p.name: req.get_param(p.name) for p in inspection.params}
+        self.fresh()
         rows = inspect.run(self.auditor.views, id, given)
         if fmt == "csv":
             write_csv(resp, rows, list(inspection.columns), None)
@@ -122,7 +131,7 @@ class Report(AuditResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         year = fiscal_year(req)
         fmt = output_format(req, tuple(RENDERERS))
-        self.auditor.caught_up()
+        self.fresh()
         content_type, render = RENDERERS[fmt]
         resp.content_type = content_type
         resp.data = render(self.auditor.report(year))
