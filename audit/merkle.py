@@ -22,12 +22,25 @@ def _split(n: int) -> int:
 
 
 def root(leaves: Sequence[bytes]) -> bytes:
-    """The Merkle tree hash of ``leaves`` (at least one)."""
+    """The Merkle tree hash of ``leaves`` (at least one), level by level: pairing neighbours
+    and carrying an odd last node up unchanged builds the same tree as RFC 9162's split at the
+    largest power of two, without the recursion."""
     assert 0 < len(leaves) <= MAX_LEAVES
+    level = list(leaves)
+    while len(level) > 1:
+        paired = [_node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0]
+
+
+def _split_root(leaves: Sequence[bytes]) -> bytes:
+    """RFC 9162's definition, for ``path`` (and the tests that compare the two)."""
     if len(leaves) == 1:
         return leaves[0]
     k = _split(len(leaves))
-    return _node(root(leaves[:k]), root(leaves[k:]))
+    return _node(_split_root(leaves[:k]), _split_root(leaves[k:]))
 
 
 def path(leaves: Sequence[bytes], index: int) -> list[bytes]:
@@ -37,8 +50,8 @@ def path(leaves: Sequence[bytes], index: int) -> list[bytes]:
         return []
     k = _split(len(leaves))
     if index < k:
-        return [*path(leaves[:k], index), root(leaves[k:])]
-    return [*path(leaves[k:], index - k), root(leaves[:k])]
+        return [*path(leaves[:k], index), _split_root(leaves[k:])]
+    return [*path(leaves[k:], index - k), _split_root(leaves[:k])]
 
 
 def root_from_path(leaf_hash: bytes, index: int, size: int, audit_path: Sequence[bytes]) -> bytes:

@@ -45,14 +45,14 @@ class AuditStore(ViewStore):
     def chain_row(self, position: int) -> Row | None:
         return self.fetch(CHAIN, (position,))
 
-    def chain_page(self, after: int, until: int, limit: int) -> list[tuple[int, str, str]]:
-        """(position, leaf hash, chain hash) of chained events in (after, until], in order."""
-        rows = self._rows(
-            f"SELECT position, leaf_hash, chain_hash FROM {self.qualified(CHAIN.name)} "
-            "WHERE position > %s AND position <= %s ORDER BY position LIMIT %s",
-            (after, until, limit),
+    def chain_page(self, after: int, until: int, limit: int) -> list[tuple[int, str]]:
+        """(position, chain hash) of chained events in (after, until], in order."""
+        rows: list[tuple[int, str]] = self._tuples(  # type: ignore[assignment]
+            f"SELECT position, chain_hash FROM {self.qualified(CHAIN.name)} "
+            "WHERE position > %s ORDER BY position LIMIT %s",  # see audit.verify: no upper bound
+            (after, limit),
         )
-        return [(int(r["position"]), r["leaf_hash"], r["chain_hash"]) for r in rows]
+        return [r for r in rows if r[0] <= until] if rows and rows[-1][0] > until else rows
 
     def locate(self, originator_id: str, version: int) -> Row | None:
         """Where an aggregate's event sits in the log, with its hash (None: not chained yet)."""
@@ -62,6 +62,15 @@ class AuditStore(ViewStore):
             (originator_id, version),
         )
         return found[0] if found else None
+
+    def versions_near(self, originator_id: str, position: int, window: int) -> list[int]:
+        """Versions of an aggregate's events within ``window`` positions of ``position``."""
+        rows = self._rows(
+            f"SELECT originator_version FROM {self.qualified(CHAIN.name)} "
+            "WHERE originator_id = %s AND position BETWEEN %s AND %s ORDER BY position",
+            (originator_id, position - window, position + window),
+        )
+        return [int(r["originator_version"]) for r in rows]
 
     def chain_hashes(self, positions: list[int]) -> dict[int, str]:
         """The chain hash at each of ``positions`` that is chained."""

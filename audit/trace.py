@@ -31,6 +31,7 @@ from projections.store import PayableFilter, ViewStore
 
 Body = dict[str, Any]
 MAX_DESTINATIONS = 1000
+NEARBY = 5000  # positions around a claim where its voucher event is (one group-commit insert)
 
 
 class Tracer:
@@ -140,10 +141,21 @@ class Tracer:
         }
 
     def _redeemed_version(self, claim: ContractClaim) -> int:
-        for stored in self.ledger.recorder.select_events(claim.voucher_id, gt=1):
-            event: Any = self.ledger.mapper.to_domain_event(stored)
-            if getattr(event, "redemption_id", None) == claim.id:
-                return int(event.originator_version)
+        """The version of the voucher's Redeemed event for ``claim``. It was stored in the same
+        insert as the claim, so it sits near the claim in the log: look there first, and read
+        the whole voucher (which may have thousands of events) only if the chain has not got
+        that far."""
+        near = self.store.locate(str(claim.id), 1)
+        candidates: list[int | None] = []
+        if near is not None:
+            found = self.store.versions_near(str(claim.voucher_id), near["position"], NEARBY)
+            candidates = [v for v in found if v > 1]
+        for version in [*candidates, None]:
+            gt, lte = (version - 1, version) if version else (1, None)
+            for stored in self.ledger.recorder.select_events(claim.voucher_id, gt=gt, lte=lte):
+                event: Any = self.ledger.mapper.to_domain_event(stored)
+                if getattr(event, "redemption_id", None) == claim.id:
+                    return int(event.originator_version)
         raise NotFound(f"the voucher event of redemption {claim.id} is missing")
 
     def _events(self, agg_id: UUID, versions: list[int]) -> list[Body]:

@@ -23,6 +23,7 @@ from eventsourcing.persistence import InfrastructureFactory, Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL
 
 from ledger.adapters.postgres import schema_creation_lock
@@ -346,6 +347,12 @@ class ViewStore:
             c.execute(self._sql(sql), tuple(params))
             return [_as_dict(r) for r in c.fetchall()]
 
+    def _tuples(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Rows as plain tuples: for scans where building dicts would cost more than the query."""
+        with self._read() as c:
+            c.execute(self._sql(sql), tuple(params))
+            return [tuple(r) for r in c.fetchall()]
+
     def fetch(self, t: Table, key: Key) -> Row | None:
         where = " AND ".join(f"{k} = %s" for k in t.key)
         found = self._rows(f"SELECT * FROM {self.qualified(t.name)} WHERE {where}", key)
@@ -533,6 +540,12 @@ class PostgresViews(ViewStore, PostgresTrackingRecorder):
     def _read(self) -> Iterator[Any]:
         with self.datastore.transaction(commit=False) as cursor:
             yield cursor
+
+    def _tuples(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as c:
+            c.execute(self._sql(sql), tuple(params))
+            rows: list[tuple[Any, ...]] = c.fetchall()
+            return rows
 
     def _tracking_now(self, cursor: Any) -> int | None:
         # FOR UPDATE: a concurrent projector waits here, then sees the moved position.
