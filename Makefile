@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint bench bench-http bench-projections demo clean
+.PHONY: run test lint bench bench-http bench-projections bench-audit demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench: $(VENV)/.installed-dev
 ## bench-projections: catch-up speed and lag of the read models on a throwaway PostgreSQL.
 bench-projections: $(VENV)/.installed-dev
 	scripts/with-postgres.sh $(BIN)/python -m benchmarks.projections
+
+## bench-audit: chain, verify and trace speed with 1,000,000 events on a throwaway PostgreSQL.
+bench-audit: $(VENV)/.installed-dev
+	scripts/with-postgres.sh $(BIN)/python -m benchmarks.audit
 
 ## bench-http: redemptions per second over HTTP (locust, 16 users) on a throwaway PostgreSQL.
 bench-http: $(VENV)/.installed-dev

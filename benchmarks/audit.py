@@ -8,15 +8,12 @@ Targets (issue 6): verify >= 200,000 events/s; a trace < 50 ms with 1,000,000 ev
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
-import sys
 import time
-from urllib.parse import urlsplit
 
 from audit.service import Auditor
-from benchmarks.common import drop_database, fresh_database_url, load
+from benchmarks.common import drop_database, fresh_database_url, load, postgres_url
 from benchmarks.projections import fill
 from ledger.claims import ContractClaim
 from projections.store import open_views
@@ -27,10 +24,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--traces", type=int, default=200)
     args = parser.parse_args()
-    base = os.environ.get("DATABASE_URL", "")
-    if not urlsplit(base).scheme.startswith("postgres"):
-        sys.exit("DATABASE_URL must be a postgresql:// URL")
-    url = fresh_database_url(base)
+    url = fresh_database_url(postgres_url())
     loaded = load(url, vouchers=64)
     app = loaded.app
     views = open_views(app.settings)
@@ -44,7 +38,8 @@ def main() -> None:
         chained = auditor.chain_projector().catch_up()
         elapsed_s = time.perf_counter() - started
         print(
-            f"chain follower: {chained:,} events in {elapsed_s:.1f} s = {chained / elapsed_s:,.0f}/s"
+            f"chain follower: {chained:,} events in {elapsed_s:.1f} s "
+            f"= {chained / elapsed_s:,.0f} events/s"
         )
 
         started = time.perf_counter()

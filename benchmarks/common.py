@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -99,3 +100,27 @@ def load(url: str, *, vouchers: int, enterprises: int = 50, providers: int = 20)
         for i in range(vouchers)
     ]
     return Loaded(app, ids, [provider_id(i) for i in range(providers)])
+
+
+def redeem_one(
+    app: VoucherLedger, vouchers: list[uuid.UUID], providers: list[str], n: int, prefix: str = ""
+) -> None:
+    """The ``n``th benchmark redemption: a fresh contract and invoice, a small amount."""
+    app.redeem(
+        voucher_id=vouchers[n % len(vouchers)],
+        provider_id=providers[n % len(providers)],
+        contract_no=f"C{prefix}{n}",
+        invoice_no=f"I{prefix}{n}",
+        service_category="testing",
+        contract_amount_fen=1000 + n % 997,
+        service_date="2026-04-01",
+        actor="bench",
+    )
+
+
+def postgres_url() -> str:
+    """DATABASE_URL, which must name a PostgreSQL server (else exit with a message)."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not urlsplit(url).scheme.startswith("postgres"):
+        sys.exit("DATABASE_URL must be a postgresql:// URL")
+    return url

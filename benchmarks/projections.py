@@ -19,10 +19,16 @@ import sys
 import threading
 import time
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
-from benchmarks.common import Loaded, drop_database, fresh_database_url, load
+from benchmarks.common import (
+    Loaded,
+    drop_database,
+    fresh_database_url,
+    load,
+    postgres_url,
+    redeem_one,
+)
 from ledger.application import VoucherLedger
 from projections.runner import Projector, lag
 from projections.store import open_views
@@ -30,19 +36,6 @@ from projections.store import open_views
 FILL_THREADS = 8
 PACED_THREADS = 16
 SAMPLE_S = 0.1
-
-
-def redeem_one(app: VoucherLedger, voucher_ids: list[UUID], providers: list[str], n: int) -> None:
-    app.redeem(
-        voucher_id=voucher_ids[n % len(voucher_ids)],
-        provider_id=providers[n % len(providers)],
-        contract_no=f"C{n}",
-        invoice_no=f"I{n}",
-        service_category="testing",
-        contract_amount_fen=1000 + n % 997,
-        service_date="2026-04-01",
-        actor="bench",
-    )
 
 
 def fill(app: VoucherLedger, vouchers: list[UUID], providers: list[str], events: int) -> int:
@@ -156,10 +149,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000, help="redemptions/s during the lag run")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the lag run")
     args = parser.parse_args()
-    base = os.environ.get("DATABASE_URL", "")
-    if not urlsplit(base).scheme.startswith("postgres"):
-        sys.exit("DATABASE_URL must be a postgresql:// URL")
-    url = fresh_database_url(base)
+    url = fresh_database_url(postgres_url())
     loaded = load(url, vouchers=64)
     app = loaded.app
     try:

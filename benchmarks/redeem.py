@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from benchmarks.common import TODAY, drop_database, fresh_database_url, load
+from benchmarks.common import TODAY, drop_database, fresh_database_url, load, redeem_one
 from ledger.application import VoucherLedger
 from ledger.errors import LedgerError
 from ledger.settings import Settings
@@ -77,16 +77,7 @@ def drive(
         while time.perf_counter() < stop_at:
             n = next(counter)
             try:
-                app.redeem(
-                    voucher_id=mine[n % len(mine)],
-                    provider_id=providers[n % len(providers)],
-                    contract_no=f"C{prefix}{n}",
-                    invoice_no=f"I{prefix}{n}",
-                    service_category="testing",
-                    contract_amount_fen=1000 + n % 997,
-                    service_date="2026-04-01",
-                    actor="bench",
-                )
+                redeem_one(app, mine, providers, n, prefix)
                 ok[t] += 1
             except LedgerError as exc:  # any business error here is a benchmark failure
                 errors.append(f"{exc.slug}: {exc.detail}")

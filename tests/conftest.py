@@ -221,15 +221,18 @@ def add_programme(app: VoucherLedger, programme_id: str, shares: object, **overr
     return app.create_programme(programme_id=programme_id, shares=shares, **kwargs)
 
 
-def _api(url: str) -> Iterator[Any]:
+def _api(url: str, **settings: Any) -> Iterator[Any]:
+    """The API over a fresh ledger at ``url``; ``settings`` override the test defaults."""
     import falcon.testing
 
     from api.app import create_app
     from tests.api_support import ADMIN_TOKEN, Api
 
-    settings = Settings(database_url=url, admin_token=ADMIN_TOKEN, checkpoint_every=8)
-    ledger = VoucherLedger(settings, clock=lambda: TODAY)
-    app = create_app(settings, ledger)
+    chosen = Settings(
+        **{"database_url": url, "admin_token": ADMIN_TOKEN, "checkpoint_every": 8, **settings}
+    )
+    ledger = VoucherLedger(chosen, clock=lambda: TODAY)
+    app = create_app(chosen, ledger)
     try:
         yield Api(app, falcon.testing.TestClient(app))
     finally:

@@ -9,33 +9,22 @@ import io
 import time
 from collections.abc import Iterator
 
-import falcon.testing
 import pytest
 
-from api.app import create_app
-from ledger.application import VoucherLedger
-from ledger.settings import Settings
 from projections.runner import Projector
 from tests.api_support import (
-    ADMIN_TOKEN,
     Api,
     issue,
     open_worked_example,
     redemption_body,
 )
-from tests.conftest import ENTERPRISE, ENTERPRISE_2, PROVIDER, PROVIDER_2, TODAY
+from tests.conftest import ENTERPRISE, ENTERPRISE_2, PROVIDER, PROVIDER_2, _api
 
 
 @pytest.fixture
 def lagging_api(store_url: str) -> Iterator[Api]:
     """The API with no projector of its own (as a server worker): the test projects by hand."""
-    settings = Settings(database_url=store_url, admin_token=ADMIN_TOKEN, projector="external")
-    ledger = VoucherLedger(settings, clock=lambda: TODAY)
-    app = create_app(settings, ledger)
-    try:
-        yield Api(app, falcon.testing.TestClient(app))
-    finally:
-        app.close()
+    yield from _api(store_url, projector="external")
 
 
 def _stamp_of_last_event(api: Api) -> str:

@@ -95,21 +95,10 @@ class Flows(AuditResource):
         self.fresh()
         flows = self.auditor.flows(year)
         if fmt == "csv":
-            columns = list(flows[0]) if flows else list(FLOW_COLUMNS)
+            columns = list(report_render.FLOW_FIELDS)
             write_csv(resp, flows, columns, None)
         else:
             write_json(resp, {"fiscal_year": year, "flows": flows})
-
-
-FLOW_COLUMNS = (
-    "source_id",
-    "programme_id",
-    "provider_id",
-    "holder_id",
-    "amount_fen",
-    "clawed_back_fen",
-    "redemptions",
-)
 
 
 class Inspection(AuditResource):
