@@ -126,3 +126,11 @@ def test_the_served_api_runs_the_worked_example_and_counts_it_in_metrics(
     assert source.json()["disbursed_fen"] == 600_000
     health = server.get("/v1/health").json()["projections"]
     assert health["head"] >= int(redemption.headers["x-ledger-position"])
+    # ... and the audit chain: the worker verifies what the projector process chained.
+    auditor_auth = {"Authorization": f"Bearer {auditor['token']}"}
+    verdict = server.get("/v1/audit/verify", headers=auditor_auth).json()
+    assert verdict["ok"] is True and verdict["events_checked"] > 0, verdict
+    trace = server.get(
+        f"/v1/audit/trace/redemptions/{redemption.json()['id']}", headers=auditor_auth
+    ).json()
+    assert trace["sources_total_fen"] == 900_000
