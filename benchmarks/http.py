@@ -130,6 +130,7 @@ def seed(base: str, admin: str, vouchers: int, enterprises: int, providers: int)
             post("/v1/funding-sources", {**source, "id": sid, "name": sid, "level": level})
         list(pool.map(register, kinds))
         officer, auditor = principal("program_officer"), principal("auditor")
+        treasury = principal("treasury")
         tokens = list(pool.map(lambda p: principal("provider", p), provider_ids))
         post("/v1/programs", programme, officer)
 
@@ -151,6 +152,7 @@ def seed(base: str, admin: str, vouchers: int, enterprises: int, providers: int)
         "providers": [{"id": p, "token": t} for p, t in zip(provider_ids, tokens, strict=True)],
         "officer_token": officer,
         "auditor_token": auditor,
+        "treasury_token": treasury,
         "vouchers": voucher_ids,
         "seed_busy_retries": len(busy),
         "seed_busy_samples": busy[:3],

@@ -1,4 +1,6 @@
-"""Locust scenarios against the public HTTP contract (API_CONTRACT.md §4), nothing else.
+"""Locust scenarios against the public HTTP contract (API_CONTRACT.md §4), nothing else:
+providers redeeming, officers and treasury reading, auditors reading balances and tracing
+redemptions.
 
     LEDGER_LOAD_SEED=seed.json locust -f load_tests/locustfile.py --host http://127.0.0.1:8080
 
@@ -11,6 +13,7 @@ even one whose slug is ``duplicate-claim``."""
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import os
@@ -31,6 +34,7 @@ REDEEMED: Counter[int] = Counter()  # 201s by 5-second slice of the run
 ENVIRONMENT: list[Any] = []
 STARTED = [time.monotonic()]  # reset when the test starts
 _provider_numbers = itertools.count()
+RECENT: collections.deque[str] = collections.deque(maxlen=1000)  # redemptions to trace
 
 
 def seed() -> dict[str, Any]:
@@ -112,6 +116,7 @@ class ProviderUser(FastHttpUser):
             check(response, 201, {"X-Request-Id": claim, **body})
             if response.status_code == 201:
                 REDEEMED[int(time.monotonic() - STARTED[0]) // 5] += 1
+                RECENT.append(response.json()["id"])
 
 
 class OfficerUser(FastHttpUser):
@@ -157,13 +162,47 @@ class AuditorUser(FastHttpUser):
         self.headers = auth(data["auditor_token"])
         self.institutions: list[str] = data["enterprises"] + [p["id"] for p in data["providers"]]
 
-    @task
+    @task(1)
+    def trace(self) -> None:
+        """Source to destination for a recent redemption (read from the audit chain)."""
+        if not RECENT:
+            return
+        with self.client.get(
+            f"/v1/audit/trace/redemptions/{random.choice(RECENT)}",
+            headers=self.headers,
+            name="/v1/audit/trace/redemptions/{id}",
+            catch_response=True,
+        ) as response:
+            check(response, 200)
+
+    @task(3)
     def balances(self) -> None:
         institution = random.choice(self.institutions)
         with self.client.get(
             f"/v1/institutions/{institution}/balances?fiscal_year={seed()['fiscal_year']}",
             headers=self.headers,
             name="/v1/institutions/{id}/balances",
+            catch_response=True,
+        ) as response:
+            check(response, 200)
+
+
+class TreasuryUser(FastHttpUser):
+    """Treasury reading what each funding source owes the providers, a page at a time."""
+
+    weight = 1
+    wait_time = between(0.5, 1.5)
+
+    def on_start(self) -> None:
+        self.headers = auth(seed()["treasury_token"])
+
+    @task
+    def payables(self) -> None:
+        source_id = random.choice(seed()["sources"])
+        with self.client.get(
+            f"/v1/payables?source_id={source_id}&limit=100",
+            headers=self.headers,
+            name="/v1/payables",
             catch_response=True,
         ) as response:
             check(response, 200)
