@@ -78,6 +78,12 @@ def check(response: Any, expected: int, request: dict[str, Any] | None = None) -
     response.failure(outcome)
 
 
+def read(user: Any, path: str, name: str) -> None:
+    """GET ``path`` as ``user`` (with its headers); anything but 200 is a failure."""
+    with user.client.get(path, headers=user.headers, name=name, catch_response=True) as response:
+        check(response, 200)
+
+
 def auth(token: str, **extra: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", **extra}
 
@@ -131,24 +137,12 @@ class OfficerUser(FastHttpUser):
     @task(3)
     def voucher(self) -> None:
         voucher_id = random.choice(seed()["vouchers"])
-        with self.client.get(
-            f"/v1/vouchers/{voucher_id}",
-            headers=self.headers,
-            name="/v1/vouchers/{id}",
-            catch_response=True,
-        ) as response:
-            check(response, 200)
+        read(self, f"/v1/vouchers/{voucher_id}", "/v1/vouchers/{id}")
 
     @task(1)
     def funding_source(self) -> None:
         source_id = random.choice(seed()["sources"])
-        with self.client.get(
-            f"/v1/funding-sources/{source_id}",
-            headers=self.headers,
-            name="/v1/funding-sources/{id}",
-            catch_response=True,
-        ) as response:
-            check(response, 200)
+        read(self, f"/v1/funding-sources/{source_id}", "/v1/funding-sources/{id}")
 
 
 class AuditorUser(FastHttpUser):
@@ -167,24 +161,14 @@ class AuditorUser(FastHttpUser):
         """Source to destination for a recent redemption (read from the audit chain)."""
         if not RECENT:
             return
-        with self.client.get(
-            f"/v1/audit/trace/redemptions/{random.choice(RECENT)}",
-            headers=self.headers,
-            name="/v1/audit/trace/redemptions/{id}",
-            catch_response=True,
-        ) as response:
-            check(response, 200)
+        path = f"/v1/audit/trace/redemptions/{random.choice(RECENT)}"
+        read(self, path, "/v1/audit/trace/redemptions/{id}")
 
     @task(3)
     def balances(self) -> None:
         institution = random.choice(self.institutions)
-        with self.client.get(
-            f"/v1/institutions/{institution}/balances?fiscal_year={seed()['fiscal_year']}",
-            headers=self.headers,
-            name="/v1/institutions/{id}/balances",
-            catch_response=True,
-        ) as response:
-            check(response, 200)
+        path = f"/v1/institutions/{institution}/balances?fiscal_year={seed()['fiscal_year']}"
+        read(self, path, "/v1/institutions/{id}/balances")
 
 
 class TreasuryUser(FastHttpUser):
@@ -199,13 +183,7 @@ class TreasuryUser(FastHttpUser):
     @task
     def payables(self) -> None:
         source_id = random.choice(seed()["sources"])
-        with self.client.get(
-            f"/v1/payables?source_id={source_id}&limit=100",
-            headers=self.headers,
-            name="/v1/payables",
-            catch_response=True,
-        ) as response:
-            check(response, 200)
+        read(self, f"/v1/payables?source_id={source_id}&limit=100", "/v1/payables")
 
 
 @events.init.add_listener
