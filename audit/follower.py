@@ -17,7 +17,7 @@ from audit import merkle
 from audit.chain import GENESIS, canonical, leaf, link
 from audit.keys import Signer
 from audit.store import CHAIN, CHECKPOINTS, AuditStore
-from projections.store import Row, Table
+from projections.store import Row, Table, TrackingMoved
 
 CHECKPOINT_EVERY = 1000
 CHECKPOINT_INTERVAL_S = 10.0
@@ -65,10 +65,11 @@ class ChainFollower:
         row = self.store.chain_row(position) if position else None
         self.head = bytes.fromhex(row["chain_hash"]) if row else GENESIS
         last = self.store.last_checkpoint()
+        self.checkpointed_through: int | None = last["position"] if last else None
         self.pending = self.store.leaves((last["position"] if last else 0) + 1, position)
         self.checkpointed_at = time.monotonic()
         self._now = False
-        self._next: tuple[bytes, list[tuple[int, bytes]], float] | None = None
+        self._next: tuple[bytes, list[tuple[int, bytes]], float, int | None] | None = None
 
     def rows(self, page: Sequence[Notification], to_event: Any) -> dict[Table, list[Row]]:
         head, pending, stamp = self.head, list(self.pending), self.checkpointed_at
@@ -94,12 +95,20 @@ class ChainFollower:
         if pending and (self._now or time.monotonic() - stamp >= self.interval_s):
             checkpoints.append(self.checkpoint(pending, head))
             pending, stamp = [], time.monotonic()
-        self._next = (head, pending, stamp)
+        through = checkpoints[-1]["position"] if checkpoints else self.checkpointed_through
+        self._next = (head, pending, stamp, through)
         return {CHAIN: chain, CHECKPOINTS: checkpoints}
+
+    def check(self, cursor: Any, position: int | None) -> None:
+        """In the write transaction: the last checkpoint is the one this follower started
+        from. A checkpoint signed without new events does not move the tracking position, so
+        without this two followers could sign overlapping checkpoints."""
+        if self.store.last_checkpoint_in(cursor) != self.checkpointed_through:
+            raise TrackingMoved(position)
 
     def committed(self) -> None:
         assert self._next is not None
-        self.head, self.pending, self.checkpointed_at = self._next
+        self.head, self.pending, self.checkpointed_at, self.checkpointed_through = self._next
         self._now = False
 
     def checkpoint_now(self) -> None:

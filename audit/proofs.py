@@ -18,7 +18,7 @@ from audit.keys import load_public
 from audit.store import AuditStore
 from audit.verify import raw_events
 from ledger.application import VoucherLedger
-from ledger.errors import NotFound
+from ledger.errors import InvalidState, NotFound
 
 
 def prove(ledger: VoucherLedger, store: AuditStore, position: int) -> dict[str, Any]:
@@ -31,7 +31,10 @@ def prove(ledger: VoucherLedger, store: AuditStore, position: int) -> dict[str, 
         raise NotFound(f"no event at position {position}")
     _, originator_id, version, topic, state = found[0]
     leaves = store.leaves(checkpoint["first_position"], checkpoint["position"])
-    index = [p for p, _ in leaves].index(position)
+    positions = [p for p, _ in leaves]
+    if position not in positions:
+        raise InvalidState(f"position {position} is missing from the chain: run verify")
+    index = positions.index(position)
     return {
         "position": position,
         "event": {

@@ -45,14 +45,25 @@ class AuditStore(ViewStore):
     def chain_row(self, position: int) -> Row | None:
         return self.fetch(CHAIN, (position,))
 
-    def chain_page(self, after: int, until: int, limit: int) -> list[tuple[int, str]]:
-        """(position, chain hash) of chained events in (after, until], in order."""
-        rows: list[tuple[int, str]] = self._tuples(  # type: ignore[assignment]
-            f"SELECT position, chain_hash FROM {self.qualified(CHAIN.name)} "
-            "WHERE position > %s ORDER BY position LIMIT %s",  # see audit.verify: no upper bound
+    def chain_page(
+        self, after: int, until: int, limit: int
+    ) -> list[tuple[int, bytes, bytes, str, int]]:
+        """(position, chain hash, leaf hash, originator id, version) of chained events in
+        (after, until], in order."""
+        rows = self._tuples(
+            "SELECT position, chain_hash, leaf_hash, originator_id, originator_version "
+            # No upper bound in SQL (see audit.verify): the cut is made here.
+            f"FROM {self.qualified(CHAIN.name)} WHERE position > %s ORDER BY position LIMIT %s",
             (after, limit),
         )
-        return [r for r in rows if r[0] <= until] if rows and rows[-1][0] > until else rows
+        page = [self._with_bytes(r) for r in rows if r[0] <= until]
+        return page
+
+    @staticmethod
+    def _with_bytes(row: tuple[Any, ...]) -> tuple[int, bytes, bytes, str, int]:
+        # Hashes as bytes, so verify compares digests without turning each into hex. (Decoding
+        # in PostgreSQL is faster but fails on a tampered value; a guard there costs more.)
+        return (row[0], _unhex(row[1]), _unhex(row[2]), row[3], row[4])
 
     def locate(self, originator_id: str, version: int) -> Row | None:
         """Where an aggregate's event sits in the log, with its hash (None: not chained yet)."""
@@ -86,12 +97,21 @@ class AuditStore(ViewStore):
             found.update((int(r["position"]), r["chain_hash"]) for r in rows)
         return found
 
-    def checkpoints(self, after: int = -1, limit: int = 1000) -> list[Row]:
+    def checkpoints(
+        self, after: int = -1, limit: int = 1000, until: int | None = None
+    ) -> list[Row]:
+        """Checkpoints after ``after`` (up to ``until``), in order."""
         return self._rows(
             f"SELECT * FROM {self.qualified(CHECKPOINTS.name)} WHERE position > %s "
-            "ORDER BY position LIMIT %s",
-            (after, limit),
+            "AND position <= %s ORDER BY position LIMIT %s",
+            (after, 10**18 if until is None else until, limit),
         )
+
+    def last_checkpoint_in(self, cursor: Any) -> int | None:
+        """The last checkpoint's position, read in the caller's write transaction."""
+        cursor.execute(f"SELECT MAX(position) AS last FROM {self.qualified(CHECKPOINTS.name)}")
+        row = cursor.fetchone()
+        return None if row is None or row["last"] is None else int(row["last"])
 
     def last_checkpoint(self) -> Row | None:
         found = self._rows(
@@ -118,6 +138,14 @@ class AuditStore(ViewStore):
 
 class SQLiteAuditStore(AuditStore, SQLiteViews):
     pass
+
+
+def _unhex(text: Any) -> bytes:
+    """A stored hex hash as bytes; a tampered value that is not hex compares unequal."""
+    try:
+        return bytes.fromhex(text)
+    except (TypeError, ValueError):
+        return b""
 
 
 class PostgresAuditStore(AuditStore, PostgresViews):

@@ -231,10 +231,10 @@ class Tracer:
 
     def _destinations_now(self, source_id: str) -> list[Body]:
         found: list[Body] = []
-        after = 0
-        while page := self.views.payables(PayableFilter(source_id=source_id, after=after)):
+        after: int | None = 0
+        while after is not None:
+            page, after = self.views.payables(PayableFilter(source_id=source_id, after=after))
             found += [_destination(r) for r in page if r["kind"] == "subsidy"]
-            after = page[-1]["redeemed_position"]
         return found
 
     def _destinations_as_of(self, source_id: str, as_of: dt.datetime) -> list[Body]:

@@ -111,17 +111,27 @@ def _uuid_text(value: Any) -> str:
 
 
 def _bytes(value: Any) -> bytes:
+    if value is None:
+        return b""
     return value if isinstance(value, bytes) else str(value).encode()
 
 
-Canonical = tuple[int, bytes, bytes | None]  # position, canonical bytes, leaf hash if known
+# position, canonical bytes, leaf hash if known, originator id, version
+Canonical = tuple[int, bytes, bytes | None, str, int]
 
 # canonical() in SQL, with the leaf hash: PostgreSQL builds and hashes on its own core while
 # this process links the chain. The tamper tests hold it to the Python definition.
+_PG_FIELDS = (
+    "notification_id::text",
+    "originator_id::text",
+    "originator_version::text",
+    "coalesce(topic, '')",
+)
 _PG_CANONICAL = (
-    "convert_to('voucher-ledger/event/1' || chr(10) || notification_id || chr(10) || "
-    "originator_id::text || chr(10) || originator_version || chr(10) || topic || chr(10) || "
-    "octet_length(state) || chr(10), 'UTF8') || state"
+    "convert_to('voucher-ledger/event/2' || chr(10) || "
+    + " || ".join(f"octet_length(convert_to({f}, 'UTF8')) || ':' || {f}" for f in _PG_FIELDS)
+    + ", 'UTF8') || convert_to(octet_length(coalesce(state, ''::bytea)) || ':', 'UTF8') "
+    "|| coalesce(state, ''::bytea)"
 )
 
 
@@ -131,15 +141,16 @@ def canonical_pages(ledger: VoucherLedger, after: int, until: int) -> Iterator[l
     datastore = getattr(recorder, "datastore", None)
     if datastore is None or not hasattr(datastore, "schema"):
         for raw in raw_event_pages(ledger, after, until):
-            yield [(e[0], canonical(*e), None) for e in raw]
+            yield [(e[0], canonical(*e), None, e[1], e[2]) for e in raw]
         return
     table = recorder.events_table_name
     name = f'"{datastore.schema}"."{table}"' if datastore.schema else f'"{table}"'
     while after < until:
         with datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(
-                f"SELECT notification_id, c, sha256('\\x00'::bytea || c) FROM "
-                f"(SELECT notification_id, {_PG_CANONICAL} AS c FROM {name} "
+                f"SELECT notification_id, c, sha256('\\x00'::bytea || c), oid, v FROM "
+                f"(SELECT notification_id, {_PG_CANONICAL} AS c, originator_id::text AS oid, "
+                f"originator_version AS v FROM {name} "
                 "WHERE notification_id > %s ORDER BY notification_id LIMIT %s) AS page "
                 "ORDER BY notification_id",
                 (after, PAGE),
@@ -152,7 +163,10 @@ def canonical_pages(ledger: VoucherLedger, after: int, until: int) -> Iterator[l
         after = page[-1][0]
 
 
-def chain_pages(store: AuditStore, until: int) -> Iterator[list[tuple[int, str]]]:
+ChainRow = tuple[int, bytes, bytes, str, int]  # position, chain, leaf hash, originator, version
+
+
+def chain_pages(store: AuditStore, until: int) -> Iterator[list[ChainRow]]:
     after = -1
     while page := store.chain_page(after, until, PAGE):
         yield page
@@ -195,8 +209,8 @@ def prefetched(pages: Iterator[list[T]]) -> Generator[T, None, None]:
 class _Checkpoints:
     """The signed checkpoints in order, each checked when the recomputed chain reaches it."""
 
-    def __init__(self, store: AuditStore, public_key: Ed25519PublicKey) -> None:
-        self.rows = store.checkpoints(limit=10**9)
+    def __init__(self, store: AuditStore, public_key: Ed25519PublicKey, until: int) -> None:
+        self.rows = store.checkpoints(limit=10**9, until=until)
         self.public_key = public_key
         self.index = 0
         self.leaves: list[bytes] = []
@@ -235,7 +249,7 @@ def verify(
 ) -> Verdict:
     """Recompute the chain over every event the follower has chained (up to its position)."""
     until = store.position()
-    checkpoints = _Checkpoints(store, public_key)
+    checkpoints = _Checkpoints(store, public_key, until)
     events = prefetched(canonical_pages(ledger, -1, until))
     chained = prefetched(chain_pages(store, until))
     try:
@@ -247,7 +261,7 @@ def verify(
 
 def _compare(
     events: Iterator[Canonical],
-    chained: Iterator[tuple[int, str]],
+    chained: Iterator[ChainRow],
     checkpoints: _Checkpoints,
     until: int,
     progress: Callable[[int, int], None] | None,
@@ -260,11 +274,14 @@ def _compare(
             return _bad(checked, head, event[0], "an event the chain does not have (inserted)")
         if event is None or row[0] < event[0]:
             return _bad(checked, head, row[0], "a chained event is missing (deleted)")
-        position, data, leaf_hash = event
+        position, data, leaf_hash, originator_id, version = event
         head = sha256(head + data).digest()  # audit.chain.link, inlined: this loop is the cost
-        if head.hex() != row[1]:
+        if head != row[1]:
             return _bad(checked, head, event[0], "the event differs from the one chained (edited)")
         leaf_hash = leaf_hash or sha256(b"\x00" + data).digest()
+        # The chain row's other columns serve proofs and traces: they must hold too.
+        if leaf_hash != row[2] or originator_id != row[3] or version != row[4]:
+            return _bad(checked, head, event[0], "the chain row differs from the event (edited)")
         problem = checkpoints.problem(position, head, leaf_hash)
         if problem:
             return _bad(checked, head, event[0], problem)

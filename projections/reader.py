@@ -37,7 +37,8 @@ class ViewReader:
             raise ValidationError(f"min_position {min_position} is beyond the log's end ({head})")
         target = head if min_position is None else min_position
         if self.projector is not None:
-            reached = self.projector.wait(target, MAX_WAIT_S)
+            # The store has the last word: a rebuild may have reset it under the projector.
+            reached = self.projector.wait(target, MAX_WAIT_S) and self.store.position() >= target
         else:
             reached = wait_for(self.store, target, MAX_WAIT_S)
         if not reached and explicit:

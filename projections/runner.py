@@ -108,7 +108,8 @@ class Projector:
             rows = self.follower.rows(page, self.ledger.mapper.to_domain_event)
             if not page and not any(rows.values()):
                 return 0
-            self.store.commit(self.position, page[-1].id if page else self.position, rows)
+            last = page[-1].id if page else self.position
+            self.store.commit(self.position, last, rows, getattr(self.follower, "check", None))
         except TrackingMoved as moved:
             # Someone else moved the position: what we derived may be stale. Start again there.
             self.follower.forget()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -32,6 +32,7 @@ from ledger.settings import Settings
 TRACKING_NAME = "ledger-views"
 VIEWS_ENV_NAME = "LedgerViews"
 MAX_PAGE = 500
+MAX_LINES_PER_REDEMPTION = 11  # ten sources (a programme's most) and the bonus
 
 Row = dict[str, Any]
 Key = tuple[Any, ...]
@@ -311,7 +312,11 @@ class ViewStore:
 
     # ---- writes --------------------------------------------------------------------------
     def commit(
-        self, expected: int | None, position: int | None, rows: dict[Table, list[Row]]
+        self,
+        expected: int | None,
+        position: int | None,
+        rows: dict[Table, list[Row]],
+        check: Callable[[Any, int | None], None] | None = None,
     ) -> None:
         """Write ``rows`` and move the tracking position from ``expected`` to ``position``, in one
         transaction; raises ``TrackingMoved`` (and writes nothing) if it is no longer
@@ -320,6 +325,8 @@ class ViewStore:
             current = self._tracking_now(c)
             if current != expected:
                 raise TrackingMoved(current)
+            if check is not None:  # what else the rows were derived from must hold too
+                check(c, current)
             for t, changed in rows.items():
                 if changed:
                     c.executemany(self._upsert(t), [tuple(r[n] for n in t.names) for r in changed])
@@ -390,13 +397,23 @@ class ViewStore:
             [*params, filters.limit],
         )
 
-    def payables(self, filters: PayableFilter) -> list[Row]:
+    def payables(self, filters: PayableFilter) -> tuple[list[Row], int | None]:
+        """A page of payable lines and the cursor of the next page (None at the end). A page
+        holds whole redemptions, since the cursor is a redemption's position: it stops before
+        the redemption that would take it past ``limit`` (unless that is its only one)."""
         where, params = filters.where()
-        return self._rows(
+        rows = self._rows(
             f"SELECT * FROM {self.qualified(PAYABLES.name)} WHERE {where} "
             "ORDER BY redeemed_position, line LIMIT %s",
-            [*params, filters.limit],
+            [*params, filters.limit + MAX_LINES_PER_REDEMPTION],
         )
+        if len(rows) <= filters.limit:
+            return rows, None
+        cut = rows[filters.limit]["redeemed_position"]
+        page = [r for r in rows[: filters.limit] if r["redeemed_position"] != cut]
+        if not page:  # one redemption has more lines than the page: take all of them
+            page = [r for r in rows if r["redeemed_position"] == cut]
+        return page, page[-1]["redeemed_position"]
 
     def flows(self, fiscal_year: int) -> list[Row]:
         """Subsidy by source -> programme -> provider -> enterprise for a fiscal year."""
@@ -543,7 +560,7 @@ class PostgresViews(ViewStore, PostgresTrackingRecorder):
 
     def _tuples(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as c:
-            c.execute(self._sql(sql), tuple(params))
+            c.execute(self._sql(sql), tuple(params), binary=True)
             rows: list[tuple[Any, ...]] = c.fetchall()
             return rows
 

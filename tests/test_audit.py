@@ -5,6 +5,7 @@ signature; inclusion proofs verify with the public key alone and fail for an alt
 from __future__ import annotations
 
 import base64
+import itertools
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ import pytest
 from audit.follower import ChainFollower
 from audit.keys import load_or_create
 from audit.proofs import check_proof, prove
-from audit.store import CHECKPOINTS, open_audit
+from audit.store import CHAIN, CHECKPOINTS, open_audit
 from audit.verify import verify
 from ledger.application import VoucherLedger
 from ledger.settings import persistence_env
@@ -83,6 +84,54 @@ def test_an_edited_event_is_named_at_its_position(chained: Any) -> None:
     result = verdict(app, store, signer)
     assert (result.ok, result.first_bad_position) == (False, 9)
     assert "edited" in result.detail
+
+
+def test_an_event_whose_state_was_nulled_is_named_not_a_crash(chained: Any) -> None:
+    app, store, signer = chained
+    with raw_sql(app) as (conn, table, position):
+        conn.execute(f"UPDATE {table} SET state = NULL WHERE {position} = 7")
+    result = verdict(app, store, signer)
+    assert (result.ok, result.first_bad_position) == (False, 7)
+
+
+def test_an_edited_chain_row_is_named_at_its_position(chained: Any) -> None:
+    """Proofs and traces read a chain row's leaf hash and originator: they are checked too."""
+    app, store, signer = chained
+    store.commit(
+        store.position(),
+        store.position(),
+        {CHAIN: [{**store.chain_row(10), "leaf_hash": "0" * 64}]},
+    )
+    result = verdict(app, store, signer)
+    assert (result.ok, result.first_bad_position) == (False, 10)
+    store.commit(
+        store.position(),
+        store.position(),
+        {CHAIN: [{**store.chain_row(9), "chain_hash": "not hex at all"}]},
+    )
+    result = verdict(app, store, signer)
+    assert (result.ok, result.first_bad_position) == (False, 9)
+
+
+def test_two_chain_followers_never_sign_overlapping_checkpoints(chained: Any) -> None:
+    """A checkpoint signed on demand (``prove``) does not move the position; the server's
+    follower must still notice it and not sign the same events again."""
+    app, store, signer = chained
+    for n in range(3):
+        redeem(app, issue(app, face_value_fen=200_000), contract_no=f"D-{n}", amount_fen=1_000)
+    server = Projector(app, store, ChainFollower(store, signer, every=10**6))
+    server.catch_up()  # both followers now hold the same unsigned events
+    on_demand = ChainFollower(store, signer, every=10**6)
+    on_demand.checkpoint_now()
+    Projector(app, store, on_demand).step()
+    for n in range(2):
+        redeem(app, issue(app, face_value_fen=200_000), contract_no=f"E-{n}", amount_fen=1_000)
+    server.catch_up()
+    server.follower.checkpoint_now()  # type: ignore[attr-defined]
+    server.step()
+    spans = [(c["first_position"], c["position"]) for c in store.checkpoints(limit=10**6)]
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(spans)), spans
+    assert verdict(app, store, signer).ok
 
 
 def test_a_deleted_event_is_named_at_its_position(chained: Any) -> None:

@@ -11,7 +11,6 @@ from api.resources.base import (
     columns,
     int_param,
     page_params,
-    paged,
     write_csv,
     write_json,
 )
@@ -44,8 +43,9 @@ class Payables(Resource):
             limit=limit,
         )
         self.consistent(req, resp)
-        body = paged([render.payable(r) for r in self.reader.store.payables(filters)], limit)
+        rows, next_after = self.reader.store.payables(filters)
+        items = [render.payable(r) for r in rows]
         if fmt == "csv":
-            write_csv(resp, body["items"], columns("PayablePage"), body["next_after"])
+            write_csv(resp, items, columns("PayablePage"), next_after)
         else:
-            write_json(resp, body)
+            write_json(resp, {"items": items, "next_after": next_after})
