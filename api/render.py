@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,6 +15,7 @@ from ledger.views import (
     RedemptionView,
     VoucherView,
 )
+from ledger.voucher import observed_status
 
 Body = dict[str, Any]
 
@@ -178,9 +180,7 @@ def payable(r: dict[str, Any]) -> Body:
 
 
 def voucher_row(r: dict[str, Any], today: str) -> Body:
-    status = r["status"]
-    if status == "active" and r["valid_until"] < today:
-        status = "expired"  # as an observer sees it before the expiry sweep records it
+    status = observed_status(r["status"], r["valid_until"], dt.date.fromisoformat(today))
     return {
         "id": r["voucher_id"],
         "program_id": r["programme_id"],

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.errors import ValidationError
+from ledger.validate import check_int_text
 from projections.store import Row, ViewStore
 
 MAX_ROWS = 10_000
@@ -240,19 +240,10 @@ INSPECTIONS: dict[str, Inspection] = {
 def run(views: ViewStore, name: str, given: dict[str, Any]) -> list[Row]:
     """Run inspection ``name`` with ``given`` parameters (strings or ints; defaults otherwise)."""
     inspection = INSPECTIONS[name]
-    params = {}
-    for p in inspection.params:
-        raw = given.get(p.name)
-        value = p.default if raw is None else _int(raw, p)
-        params[p.name] = value
+    params = {
+        p.name: p.default
+        if given.get(p.name) is None
+        else check_int_text(given[p.name], p.name, p.lowest, p.highest)
+        for p in inspection.params
+    }
     return inspection.run(views, params)
-
-
-def _int(raw: Any, p: Param) -> int:
-    text = str(raw)
-    if not (text.isascii() and text.isdigit()) or len(text) > 18:
-        raise ValidationError(f"{p.name} must be a whole number from {p.lowest} to {p.highest}")
-    value = int(text)
-    if not p.lowest <= value <= p.highest:
-        raise ValidationError(f"{p.name} must be a whole number from {p.lowest} to {p.highest}")
-    return value

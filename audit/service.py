@@ -15,9 +15,9 @@ from audit.store import AuditStore, open_audit
 from audit.trace import Tracer
 from audit.verify import Verdict, verify
 from ledger.application import VoucherLedger
-from ledger.funding import available_fen
-from projections.runner import MAX_WAIT_S, Projector, wait_for
-from projections.store import ViewStore
+from projections.reader import ViewReader
+from projections.runner import Projector
+from projections.store import ViewStore, source_view
 
 Body = dict[str, Any]
 
@@ -32,6 +32,7 @@ class Auditor:
         if embedded:
             self.projector = self.chain_projector().start("audit-chain")
         self.tracer = Tracer(ledger, self.store, views)
+        self.chain_reader = ViewReader(ledger, self.store, self.projector)
 
     def chain_projector(self) -> Projector:
         settings = self.ledger.settings
@@ -50,11 +51,7 @@ class Auditor:
 
     def caught_up(self) -> None:
         """Wait (best effort, at most 2 s) until the chain includes the log's head."""
-        head = self.ledger.recorder.max_notification_id() or 0
-        if self.projector is not None:
-            self.projector.wait(head, MAX_WAIT_S)
-        else:
-            wait_for(self.store, head, MAX_WAIT_S)
+        self.chain_reader.at_least(None)
 
     def verify(self, progress: Callable[[int, int], None] | None = None) -> Verdict:
         return verify(self.ledger, self.store, self.signer.key.public_key(), progress)
@@ -110,15 +107,15 @@ class Auditor:
 
 
 def _source(r: dict[str, Any]) -> Body:
-    committed_fen = r["reserved_fen"] - r["released_fen"]
+    s = source_view(r)
     return {
-        "id": r["source_id"],
-        "name": r["name"],
-        "level": r["level"],
-        "document_ref": r["document_ref"],
-        "appropriation_fen": r["appropriation_fen"],
-        "committed_fen": committed_fen,
+        "id": s.id,
+        "name": s.name,
+        "level": s.level,
+        "document_ref": s.document_ref,
+        "appropriation_fen": s.appropriation_fen,
+        "committed_fen": s.committed_fen,
         "disbursed_fen": r["disbursed_fen"],
-        "recovered_fen": r["recovered_fen"],
-        "available_fen": available_fen(r["appropriation_fen"], committed_fen, r["recovered_fen"]),
+        "recovered_fen": s.recovered_fen,
+        "available_fen": s.available_fen,
     }

@@ -62,12 +62,11 @@ class AuditStore(ViewStore):
 
     def locate(self, originator_id: str, version: int) -> Row | None:
         """Where an aggregate's event sits in the log, with its hash (None: not chained yet)."""
-        found = self._rows(
+        return self._one(
             f"SELECT * FROM {self.qualified(CHAIN.name)} "
             "WHERE originator_id = %s AND originator_version = %s",
             (originator_id, version),
         )
-        return found[0] if found else None
 
     def versions_near(self, originator_id: str, position: int, window: int) -> list[int]:
         """Versions of an aggregate's events within ``window`` positions of ``position``."""
@@ -109,18 +108,16 @@ class AuditStore(ViewStore):
         return None if row is None or row["last"] is None else int(row["last"])
 
     def last_checkpoint(self) -> Row | None:
-        found = self._rows(
+        return self._one(
             f"SELECT * FROM {self.qualified(CHECKPOINTS.name)} ORDER BY position DESC LIMIT 1", ()
         )
-        return found[0] if found else None
 
     def checkpoint_covering(self, position: int) -> Row | None:
-        found = self._rows(
+        return self._one(
             f"SELECT * FROM {self.qualified(CHECKPOINTS.name)} "
             "WHERE first_position <= %s AND position >= %s",
             (position, position),
         )
-        return found[0] if found else None
 
     def leaves(self, first: int, last: int) -> list[tuple[int, bytes]]:
         rows = self._rows(

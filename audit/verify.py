@@ -76,7 +76,7 @@ def raw_event_pages(ledger: VoucherLedger, after: int, until: int) -> Iterator[l
 
 
 def _postgres_page(datastore: Any, table: str, after: int, until: int) -> list[RawEvent]:
-    name = f'"{datastore.schema}"."{table}"' if datastore.schema else f'"{table}"'
+    name = _pg_table(datastore, table)
     with datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
         # No upper bound in SQL: with one, the planner (on stale statistics after a bulk load)
         # picks a bitmap scan and an external sort; ORDER BY ... LIMIT walks the index.
@@ -89,6 +89,10 @@ def _postgres_page(datastore: Any, table: str, after: int, until: int) -> list[R
         )
         rows: list[RawEvent] = cur.fetchall()
         return [r for r in rows if r[0] <= until] if rows and rows[-1][0] > until else rows
+
+
+def _pg_table(datastore: Any, table: str) -> str:
+    return f'"{datastore.schema}"."{table}"' if datastore.schema else f'"{table}"'
 
 
 def _sqlite_page(datastore: Any, table: str, after: int, until: int) -> list[RawEvent]:
@@ -143,8 +147,7 @@ def canonical_pages(ledger: VoucherLedger, after: int, until: int) -> Iterator[l
         for raw in raw_event_pages(ledger, after, until):
             yield [(e[0], canonical(*e), None, e[1], e[2]) for e in raw]
         return
-    table = recorder.events_table_name
-    name = f'"{datastore.schema}"."{table}"' if datastore.schema else f'"{table}"'
+    name = _pg_table(datastore, recorder.events_table_name)
     while after < until:
         with datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(

@@ -41,6 +41,20 @@ def check_fiscal_year(value: Any, field: str = "fiscal_year") -> int:
     return value
 
 
+MAX_INT_DIGITS = 18
+
+
+def check_int_text(value: Any, field: str, lowest: int, highest: int) -> int:
+    """A whole number written in ASCII digits (a query parameter, a path segment) within
+    [lowest, highest]."""
+    text = str(value)
+    if text.isascii() and text.isdigit() and len(text) <= MAX_INT_DIGITS:
+        number = int(text)
+        if lowest <= number <= highest:
+            return number
+    raise ValidationError(f"{field} must be a whole number from {lowest} to {highest}")
+
+
 def check_date(value: Any, field: str) -> dt.date:
     """A ``datetime.date`` or a ``YYYY-MM-DD`` string."""
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):

@@ -13,6 +13,14 @@ from ledger.errors import InvalidState, VoucherExpired, VoucherNotActive
 ACTIVE, USED_UP, EXPIRED, REVOKED = "active", "used_up", "expired", "revoked"
 
 
+def observed_status(status: str, valid_until: str, day: dt.date) -> str:
+    """The status an observer sees on ``day``: an active voucher past its date is expired, even
+    before the expiry sweep records it."""
+    if status == ACTIVE and day > dt.date.fromisoformat(valid_until):
+        return EXPIRED
+    return status
+
+
 class Voucher(Aggregate):
     @event("Issued")
     def __init__(
@@ -44,10 +52,7 @@ class Voucher(Aggregate):
         return sum(self.remaining_by_source.values())
 
     def status_on(self, day: dt.date) -> str:
-        """The status an observer sees on ``day``: an active voucher past its date is expired."""
-        if self.status == ACTIVE and day > dt.date.fromisoformat(self.valid_until):
-            return EXPIRED
-        return self.status
+        return observed_status(self.status, self.valid_until, day)
 
     def check_redeemable(self, service_date: dt.date) -> None:
         if self.status != ACTIVE:

@@ -28,6 +28,7 @@ from psycopg.sql import SQL
 
 from ledger.adapters.postgres import schema_creation_lock
 from ledger.settings import Settings
+from ledger.views import FundingSourceView
 
 TRACKING_NAME = "ledger-views"
 VIEWS_ENV_NAME = "LedgerViews"
@@ -245,6 +246,21 @@ TABLES = (
 )
 
 
+def source_view(row: Row) -> FundingSourceView:
+    """A funding source's status from its view row (committed and available derived)."""
+    return FundingSourceView.from_totals(
+        row["source_id"],
+        row["name"],
+        row["level"],
+        row["fiscal_year"],
+        row["appropriation_fen"],
+        row["document_ref"],
+        row["reserved_fen"],
+        row["released_fen"],
+        row["recovered_fen"],
+    )
+
+
 class TrackingMoved(Exception):
     """Another projector advanced (or a rebuild reset) the position this batch started from."""
 
@@ -354,6 +370,11 @@ class ViewStore:
             c.execute(self._sql(sql), tuple(params))
             return [_as_dict(r) for r in c.fetchall()]
 
+    def _one(self, sql: str, params: Sequence[Any]) -> Row | None:
+        """The first row of a query, or None."""
+        found = self._rows(sql, params)
+        return found[0] if found else None
+
     def _tuples(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Rows as plain tuples: for scans where building dicts would cost more than the query."""
         with self._read() as c:
@@ -362,22 +383,19 @@ class ViewStore:
 
     def fetch(self, t: Table, key: Key) -> Row | None:
         where = " AND ".join(f"{k} = %s" for k in t.key)
-        found = self._rows(f"SELECT * FROM {self.qualified(t.name)} WHERE {where}", key)
-        return found[0] if found else None
+        return self._one(f"SELECT * FROM {self.qualified(t.name)} WHERE {where}", key)
 
     def source(self, source_id: str) -> Row | None:
-        found = self._rows(
+        return self._one(
             f"SELECT * FROM {self.qualified(SOURCES.name)} WHERE source_id = %s", (source_id,)
         )
-        return found[0] if found else None
 
     def year(self, t: Table, institution_id: str, fiscal_year: int) -> Row | None:
-        found = self._rows(
+        return self._one(
             f"SELECT * FROM {self.qualified(t.name)} "
             "WHERE institution_id = %s AND fiscal_year = %s",
             (institution_id, fiscal_year),
         )
-        return found[0] if found else None
 
     def earned_by_source(self, provider_id: str, fiscal_year: int) -> list[Row]:
         """Per source: subsidy and bonus owed to ``provider_id`` for redemptions of the year."""

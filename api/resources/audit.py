@@ -9,7 +9,7 @@ from api.resources.base import as_of, int_param, write_csv, write_json
 from audit import inspect, report_render
 from audit.service import Auditor
 from ledger.errors import NotFound, ValidationError
-from ledger.validate import MAX_FISCAL_YEAR, MIN_FISCAL_YEAR
+from ledger.validate import MAX_FISCAL_YEAR, MIN_FISCAL_YEAR, check_int_text
 from projections.reader import ViewReader
 
 MAX_POSITION = 10**18 - 1
@@ -68,10 +68,9 @@ class PublicKey(AuditResource):
 
 class Proof(AuditResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        if not (id.isascii() and id.isdigit()) or len(id) > 18:
-            raise ValidationError("the position must be a whole number")
+        position = check_int_text(id, "position", 0, MAX_POSITION)
         self.fresh()
-        write_json(resp, self.auditor.prove(int(id)))
+        write_json(resp, self.auditor.prove(position))
 
 
 class RedemptionTrace(AuditResource):

@@ -19,12 +19,12 @@ from api.schemas import RESPONSES
 from ledger.application import VoucherLedger
 from ledger.errors import ValidationError
 from ledger.idempotency import Idempotency, Replay
+from ledger.validate import check_int_text
 from projections.reader import ViewReader
 from projections.store import MAX_PAGE
 
 Body = dict[str, Any]
 MAX_AS_OF_LEN = 40
-MAX_INT_DIGITS = 18
 DEFAULT_PAGE = 100
 MAX_POSITION = 10**18 - 1
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -116,14 +116,7 @@ def run_command(
 def int_param(req: falcon.Request, name: str, lowest: int, highest: int) -> int | None:
     """An integer query parameter within [lowest, highest], or None when absent."""
     raw = req.get_param(name)
-    if raw is None:
-        return None
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > MAX_INT_DIGITS:
-        raise ValidationError(f"{name} must be a whole number from {lowest} to {highest}")
-    value = int(raw)
-    if not lowest <= value <= highest:
-        raise ValidationError(f"{name} must be a whole number from {lowest} to {highest}")
-    return value
+    return None if raw is None else check_int_text(raw, name, lowest, highest)
 
 
 def page_params(req: falcon.Request) -> tuple[int, int]:

@@ -8,20 +8,7 @@ from api import render
 from api.resources.base import Resource, as_of, write_json
 from ledger.application import check_key
 from ledger.errors import NotFound
-from ledger.views import FundingSourceView
-
-# The view row's columns in the order FundingSourceView.from_totals takes them.
-SOURCE_TOTALS = (
-    "source_id",
-    "name",
-    "level",
-    "fiscal_year",
-    "appropriation_fen",
-    "document_ref",
-    "reserved_fen",
-    "released_fen",
-    "recovered_fen",
-)
+from projections.store import source_view
 
 
 class FundingSources(Resource):
@@ -52,9 +39,7 @@ class FundingSource(Resource):
         row = self.reader.store.source(key)
         if row is None:
             raise NotFound(f"funding source {key} not found")
-        view = FundingSourceView.from_totals(
-            *(row[c] for c in SOURCE_TOTALS),
-        )
+        view = source_view(row)
         write_json(resp, render.funding_source(view, row["disbursed_fen"], row["live_vouchers"]))
 
 
