@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import Transcoder
 from eventsourcing.utils import get_topic
 
 from ledger import commands as cmd
@@ -29,6 +30,7 @@ from ledger.institution import KINDS, Institution
 from ledger.money import MAX_AMOUNT_FEN, check_bp, check_fen
 from ledger.principals import ROLES, Principal
 from ledger.settings import Settings
+from ledger.transcoder import FastJSONTranscoder
 from ledger.uscc import check_uscc
 from ledger.validate import (
     check_choice,
@@ -98,6 +100,11 @@ class VoucherLedger(Application[UUID]):
             sync_interval_ms=sync_interval_ms,
             watched_topics=_topics_of(Institution, Programme, FundingSource),
         )
+
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = FastJSONTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def close(self) -> None:
         self.writer.close()

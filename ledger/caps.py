@@ -6,6 +6,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger.events import emit
 from ledger.ids import named_id
 
 
@@ -36,7 +37,8 @@ class EnterpriseYear(Aggregate):
     def receive(
         self, subsidy_fen: int, cap_fen: int, redemption_id: UUID, rule: str, actor: str
     ) -> None:
-        self.trigger_event(
+        emit(
+            self,
             self.SubsidyReceived,
             subsidy_fen=subsidy_fen,
             cap_fen=cap_fen,
@@ -92,7 +94,8 @@ class ProviderYear(Aggregate):
         rule: str,
         actor: str,
     ) -> None:
-        self.trigger_event(
+        emit(
+            self,
             self.Accrued,
             contract_amount_fen=contract_amount_fen,
             subsidy_fen=subsidy_fen,

@@ -10,6 +10,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ledger.errors import InvalidState
+from ledger.events import create
 from ledger.ids import named_id
 
 
@@ -69,7 +70,7 @@ class ContractClaim(Aggregate):
         """Create it under ``claim_id``, which the command already computed with ``create_id``
         to look for a duplicate: passing it saves working it out again on the hot path."""
         assert claim_id == cls.create_id(fields["provider_id"], fields["contract_no"])
-        return cls._create(cls.Claimed, id=claim_id, **fields)  # type: ignore[attr-defined]
+        return create(cls, cls.Claimed, claim_id, **fields)  # type: ignore[attr-defined]
 
     def claw_back(self, reason_code: str, actor: str) -> None:
         if self.clawed_back:
@@ -97,7 +98,7 @@ class InvoiceClaim(Aggregate):
     def claim(cls, claim_id: UUID, **fields: Any) -> InvoiceClaim:
         """Create it under ``claim_id`` (see ``ContractClaim.claim``)."""
         assert claim_id == cls.create_id(fields["invoice_no"])
-        return cls._create(cls.Claimed, id=claim_id, **fields)  # type: ignore[attr-defined]
+        return create(cls, cls.Claimed, claim_id, **fields)  # type: ignore[attr-defined]
 
 
 class RefusedRedemption(Aggregate):

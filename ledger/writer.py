@@ -19,6 +19,7 @@ that is not the latest. Callers only ever see business errors."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -108,7 +109,7 @@ class _Batch:
     events: list[StoredEvent]
     read_set: list[tuple[UUID, int]]
     results: list[tuple[_Job, Any, list[EventKey] | None]]
-    snapshots: list[tuple[UUID, int]]
+    snapshots: list[StoredEvent]
 
     @property
     def jobs(self) -> list[_Job]:
@@ -161,18 +162,32 @@ class Writer:
         # commands off the queue, so everything that arrives while a batch commits goes into
         # the next batch instead of a batch of one that then sits waiting.
         self._slot = threading.Lock()  # a binary semaphore that another thread may release
-        # A pipelining committer waits on its socket and on this pipe, which the writer
-        # writes to whenever it queues something for the committer.
-        pipelined = getattr(app.recorder, "pipelined_inserter", None) is not None
+        # With a pipelining recorder one thread decides and sends batches and collects their
+        # outcomes (see _pipelined_loop); when it has nothing to do it waits on its socket and on
+        # this pipe, which callers write to when they queue a command while it sleeps.
+        make_inserter = getattr(app.recorder, "pipelined_inserter", None)
         self._wake_r: int | None = None
         self._wake_w: int | None = None
-        if pipelined:
-            self._wake_r, self._wake_w = os.pipe()
+        self._sleeping = False
+        self._in_flight: deque[_Batch] = deque()
+        self._inserter: Any = None
         self._closed = False
-        self._threads = [
-            threading.Thread(target=self._compute_loop, name="ledger-writer", daemon=True),
-            threading.Thread(target=self._commit_loop, name="ledger-committer", daemon=True),
-        ]
+        if make_inserter is not None:
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_w, False)
+            self._threads = [
+                threading.Thread(
+                    target=self._pipelined_loop,
+                    args=(make_inserter,),
+                    name="ledger-writer",
+                    daemon=True,
+                )
+            ]
+        else:
+            self._threads = [
+                threading.Thread(target=self._compute_loop, name="ledger-writer", daemon=True),
+                threading.Thread(target=self._commit_loop, name="ledger-committer", daemon=True),
+            ]
         for thread in self._threads:
             thread.start()
 
@@ -183,12 +198,16 @@ class Writer:
             raise RuntimeError("writer is closed")
         job = _Job(fn, args)
         self._queue.put(job)
+        if self._sleeping:
+            self._wake()
         return job.wait()
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             self._queue.put(None)
+            if self._wake_w is not None:
+                self._wake()
             for thread in self._threads:
                 thread.join(timeout=30)
             for fd in (self._wake_r, self._wake_w):
@@ -212,7 +231,10 @@ class Writer:
                 if redo:
                     self._run_careful_all(redo)
                 if jobs:
-                    handed_off = self._compute_batch(jobs)
+                    batch = self._compute_batch(jobs)
+                    if batch is not None:
+                        self._to_committer(batch)
+                        handed_off = True
             except BaseException as exc:  # keep the writer alive; fail what is left
                 self._void_cache()  # whatever the batch changed in place is suspect
                 _fail(jobs + redo, exc)
@@ -223,8 +245,9 @@ class Writer:
                 self._to_committer(None)
                 return
 
-    def _compute_batch(self, jobs: list[_Job]) -> bool:
-        """Run ``jobs`` as one batch and hand it to the committer; False if it fell back."""
+    def _compute_batch(self, jobs: list[_Job]) -> _Batch | None:
+        """Run ``jobs`` as one batch, to be stored; None if it fell back to careful mode (which
+        settled every job)."""
         self._sync_cache()
         generation = self._generation
         work = self._new_work(careful=False)
@@ -235,37 +258,42 @@ class Writer:
                 value = job.fn(work, *job.args)
             except LedgerError as exc:
                 if work.command_events():  # changed something, then refused: not atomic
-                    return self._fall_back(work, jobs)
+                    self._fall_back(work, jobs)
+                    return None
                 results.append((job, exc, None))
             except Exception:
-                return self._fall_back(work, jobs)
+                self._fall_back(work, jobs)
+                return None
             else:
                 results.append((job, value, work.command_events()))
         changed = work.changed()
         try:
             stored = self._to_stored(changed)
         except Exception:  # an event that cannot be serialised: let careful mode report it
-            return self._fall_back(work, jobs)
+            self._fall_back(work, jobs)
+            return None
         with self.cache.lock:
             if generation != self._generation:  # built on a batch that failed meanwhile
-                return self._fall_back(work, jobs)
+                self._fall_back(work, jobs)
+                return None
             self.cache.put_all(list(work.touched.values()))
         due = self._snapshots_due(work, changed)
-        self._to_committer(_Batch(generation, stored, work.read_set(), results, due))
-        return True
+        return _Batch(generation, stored, work.read_set(), results, due)
 
-    def _fall_back(self, work: Work, jobs: list[_Job]) -> bool:
+    def _fall_back(self, work: Work, jobs: list[_Job]) -> None:
         self._discard(work)
         self.stats.fallbacks += 1
         self._run_careful_all(jobs)
-        return False
 
     def _run_careful_all(self, jobs: list[_Job]) -> None:
         # Nothing may be in flight: careful commands must see only committed state.
-        drain = _Drain()
-        drain.done.acquire()
-        self._to_committer(drain)
-        drain.done.acquire()
+        if self._inserter is not None:  # the pipelined loop's own thread: settle in place
+            self._settle_all(self._inserter, self._in_flight)
+        else:
+            drain = _Drain()
+            drain.done.acquire()
+            self._to_committer(drain)
+            drain.done.acquire()
         for job in jobs:
             self._run_careful(job)
 
@@ -302,7 +330,7 @@ class Writer:
                 job.set_exception(exc)
                 return
             self.cache.put_all(list(work.touched.values()))
-            self._take_snapshots(self._snapshots_due(work, changed))
+            self._put_snapshots(self._snapshots_due(work, changed))
             self.stats.commands += 1
             job.set_result(Outcome(value, _last_position(made, positions)))
             return
@@ -312,14 +340,13 @@ class Writer:
     # ---- commit thread -------------------------------------------------------------------
     def _to_committer(self, item: _Batch | _Drain | None) -> None:
         self._commit_q.put(item)
-        if self._wake_w is not None:
+
+    def _wake(self) -> None:
+        assert self._wake_w is not None
+        with contextlib.suppress(OSError):  # full (so it wakes anyway), or closed
             os.write(self._wake_w, b"x")
 
     def _commit_loop(self) -> None:
-        make = getattr(self.app.recorder, "pipelined_inserter", None)
-        if make is not None:
-            self._pipelined_commit_forever(make)
-            return
         while True:
             batch = self._commit_q.get()
             if batch is None:
@@ -330,58 +357,97 @@ class Writer:
             self._slot.release()
             self._commit_guarded(batch)
 
-    def _pipelined_commit_forever(self, make: Callable[[], Any]) -> None:
-        """Run the pipelined committer; when its connection fails, the callers of the batches
-        at the server get the error (their outcome is unknown: never a false answer), and a new
-        connection takes over."""
-        in_flight: deque[_Batch] = deque()
+    # ---- the pipelined loop (PostgreSQL) ---------------------------------------------------
+    def _pipelined_loop(self, make: Callable[[], Any]) -> None:
+        """Decide batches, send them and collect their outcomes, all on this one thread.
+
+        The recorder runs each batch in its own transaction, in the order sent, up to
+        ``PIPELINE_DEPTH`` of them at the server at once, while this thread decides the next.
+        One thread instead of a writer and a committer: handing each batch from one thread to
+        the other cost two trips through the interpreter lock, and the committer, woken by the
+        server, waited for the lock while the writer computed. When the connection fails, the
+        callers of the batches at the server get the error (their outcome is unknown: never a
+        false answer), and a new connection takes over."""
         while True:
             try:
-                inserter = make()
+                self._inserter = make()
             except Exception:
                 log.exception("cannot connect the committer; retrying")
                 time.sleep(RECONNECT_WAIT_S)
                 continue
             try:
-                self._pipelined_commit_loop(inserter, in_flight)
+                while self._pipelined_step(self._inserter, self._in_flight):
+                    pass
                 return
             except Exception as exc:
                 self._void_cache()
-                _fail([job for batch in in_flight for job in batch.jobs], exc)
-                in_flight.clear()
+                _fail([job for batch in self._in_flight for job in batch.jobs], exc)
+                self._in_flight.clear()
             finally:
-                inserter.close()
+                self._inserter.close()
+                self._inserter = None
 
-    def _pipelined_commit_loop(self, inserter: Any, in_flight: deque[_Batch]) -> None:
-        """Keep up to ``PIPELINE_DEPTH`` batches at the server at once (see PipelinedInserter):
-        send what is queued, deliver what has completed, in order."""
-        assert self._wake_r is not None
-        while True:
-            while len(in_flight) < PIPELINE_DEPTH:
-                try:
-                    item = self._commit_q.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None or isinstance(item, _Drain):
-                    self._settle_all(inserter, in_flight)
-                    if item is None:
-                        return
-                    item.done.release()
-                    continue
-                self._slot.release()
-                if item.generation != self._generation:
-                    self._queue.put(_Redo(item.jobs))
-                elif not item.events:  # only refusals: settle in order, then check reads
-                    self._settle_all(inserter, in_flight)
-                    self._commit_guarded(item)
-                else:
-                    in_flight.append(item)  # first: if sending fails, its callers are told
-                    inserter.send(item.events, item.read_set)
-            watch = [self._wake_r, inserter.fileno()] if in_flight else [self._wake_r]
-            ready, _, _ = select.select(watch, [], [], 1.0)
-            if self._wake_r in ready:
-                os.read(self._wake_r, 4096)
+    def _pipelined_step(self, inserter: Any, in_flight: deque[_Batch]) -> bool:
+        """Settle what has completed, then decide and send the next batch, or wait. False once
+        the writer is closed."""
+        if in_flight:
             self._settle_ready(inserter, in_flight)
+        if len(in_flight) < PIPELINE_DEPTH:
+            items = self._take_queued()
+            if items:
+                return self._run_pipelined(items, inserter, in_flight)
+        # Nothing to send: sleep until the server answers or a caller queues a command.
+        watch = [inserter.fileno()] if in_flight else []
+        if len(in_flight) < PIPELINE_DEPTH:
+            assert self._wake_r is not None
+            watch.append(self._wake_r)
+            self._sleeping = True
+            if not self._queue.empty():  # queued before the flag was up: nobody will wake us
+                self._sleeping = False
+                return True
+        try:
+            ready, _, _ = select.select(watch, [], [], 1.0)
+        finally:
+            self._sleeping = False
+        if self._wake_r is not None and self._wake_r in ready:
+            os.read(self._wake_r, 4096)
+        return True
+
+    def _take_queued(self) -> list[_Job | _Redo | None]:
+        items: list[_Job | _Redo | None] = []
+        while len(items) < self.max_batch:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+            if items[-1] is None:
+                break
+        return items
+
+    def _run_pipelined(
+        self, items: list[_Job | _Redo | None], inserter: Any, in_flight: deque[_Batch]
+    ) -> bool:
+        jobs = [i for i in items if isinstance(i, _Job)]
+        redo = [j for i in items if isinstance(i, _Redo) for j in i.jobs]
+        try:
+            if redo:
+                self._run_careful_all(redo)
+            batch = self._compute_batch(jobs) if jobs else None
+        except BaseException as exc:  # keep the writer alive; fail what is left
+            self._void_cache()  # whatever the batch changed in place is suspect
+            _fail(jobs + redo, exc)
+            batch = None
+        if batch is not None:
+            if not batch.events:  # only refusals: settle in order, then check reads
+                self._settle_all(inserter, in_flight)
+                self._commit_guarded(batch)
+            else:
+                in_flight.append(batch)  # first: if sending fails, its callers are told
+                inserter.send(batch.events, batch.read_set)
+        if items[-1] is None:
+            self._settle_all(inserter, in_flight)
+            return False
+        return True
 
     def _settle_ready(self, inserter: Any, in_flight: deque[_Batch]) -> None:
         for outcome in inserter.poll():
@@ -433,7 +499,7 @@ class Writer:
         self._deliver(batch, positions)
 
     def _deliver(self, batch: _Batch, positions: dict[EventKey, int]) -> None:
-        self._take_snapshots(batch.snapshots)
+        self._put_snapshots(batch.snapshots)
         self.stats.batches += 1
         self.stats.commands += len(batch.results)
         for job, value, made in batch.results:
@@ -478,24 +544,31 @@ class Writer:
             for s, n in zip(stored, ids, strict=True)
         }
 
-    def _snapshots_due(self, work: Work, changed: list[Aggregate]) -> list[tuple[UUID, int]]:
-        """Snapshot long streams (caps, sources) each time they cross a multiple of the interval."""
+    def _snapshots_due(self, work: Work, changed: list[Aggregate]) -> list[StoredEvent]:
+        """Snapshots of long streams (caps, sources) that crossed a multiple of their interval,
+        taken from the aggregate in hand and serialised at once (later commands change it in
+        place); they are stored only after the batch commits. Taking a snapshot the library's
+        way would reload the aggregate from the store, on the committer's thread."""
+        if self.app.snapshots is None:
+            return []
         intervals = self.app.snapshotting_intervals
+        to_stored = self.app.snapshots.mapper.to_stored_event
         due = []
         for agg in changed:
             interval = intervals.get(type(agg))
             if interval and agg.version // interval > work.base_version[agg.id] // interval:
-                due.append((agg.id, agg.version // interval * interval))
+                snapshot_class = getattr(type(agg), "Snapshot", type(self.app).snapshot_class)
+                assert snapshot_class is not None
+                due.append(to_stored(snapshot_class.take(agg)))
         return due
 
-    def _take_snapshots(self, due: list[tuple[UUID, int]]) -> None:
-        if self.app.snapshots is None:
+    def _put_snapshots(self, due: list[StoredEvent]) -> None:
+        if self.app.snapshots is None or not due:
             return
-        for agg_id, version in due:
-            try:
-                self.app.take_snapshot(agg_id, version=version)
-            except Exception:  # a snapshot only saves replay time; the events are stored
-                log.exception("snapshot of %s at version %d failed", agg_id, version)
+        try:
+            self.app.snapshots.recorder.insert_events(due)
+        except Exception:  # a snapshot only saves replay time; the events are stored
+            log.exception("%d snapshots failed", len(due))
 
     def _reads_current(self, work: Work) -> bool:
         if not self._validates_reads:
