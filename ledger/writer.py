@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 Command = Callable[..., Any]
 EventKey = tuple[UUID, int]
-PIPELINE_DEPTH = 2  # batches at the server at once
+PIPELINE_DEPTH = 4  # batches at the server at once
 RECONNECT_WAIT_S = 0.5
 
 
