@@ -371,7 +371,11 @@ class Writer:
         while True:
             try:
                 self._inserter = make()
-            except Exception:
+            except Exception as exc:
+                if self._closed:  # nobody will send more: tell whoever is still waiting
+                    while items := self._take_queued():
+                        _fail([j for i in items if i is not None for j in _jobs_of(i)], exc)
+                    return
                 log.exception("cannot connect the committer; retrying")
                 time.sleep(RECONNECT_WAIT_S)
                 continue
@@ -615,6 +619,10 @@ class Writer:
 def _last_position(made: list[EventKey], positions: dict[EventKey, int]) -> int | None:
     found = [positions[key] for key in made if key in positions]
     return max(found) if found else None
+
+
+def _jobs_of(item: _Job | _Redo) -> list[_Job]:
+    return item.jobs if isinstance(item, _Redo) else [item]
 
 
 def _fail(jobs: list[_Job], exc: BaseException) -> None:

@@ -4,6 +4,7 @@ process's changes reach the cache."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -247,3 +248,41 @@ def test_the_writer_recovers_when_its_postgresql_connection_is_killed(
         assert outcomes[-1] == "ok", outcomes
         stored = app.redemption(ContractClaim.create_id(PROVIDER, f"C-{outcomes.index('ok') + 1}"))
         assert stored.contract_amount_fen == 1_000
+
+
+def test_closing_while_postgresql_is_unreachable_fails_the_waiting_callers_and_returns(
+    pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = VoucherLedger(Settings(database_url=pg_schema_url))
+    open_worked_example(app)
+    voucher_id = issue(app, face_value_fen=5_000_000)
+    redeem(app, voucher_id, contract_no="C-up", amount_fen=1_000)  # all it needs is cached
+
+    def unreachable(*_: Any, **__: Any) -> Any:
+        raise psycopg.OperationalError("connection refused (test)")
+
+    monkeypatch.setattr("ledger.adapters.postgres.own_connection", unreachable)
+    with psycopg.connect(pg_schema_url.split("?")[0], autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND datname = current_database()"
+        )
+    outcome: list[str] = []
+
+    def caller() -> None:
+        try:
+            redeem(app, voucher_id, contract_no="C-down", amount_fen=1_000)
+            outcome.append("ok")
+        except Exception as exc:
+            outcome.append(type(exc).__name__)
+
+    waiting = threading.Thread(target=caller, daemon=True)
+    waiting.start()
+    waiting.join(timeout=1.5)  # its batch meets the dead connection; reconnecting fails
+    started = time.monotonic()
+    app.close()
+    waiting.join(timeout=10)
+
+    assert time.monotonic() - started < 10
+    assert not waiting.is_alive()
+    assert outcome and outcome[0] != "ok", outcome
