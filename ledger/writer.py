@@ -1,19 +1,21 @@
-"""Group commit: one thread runs the commands that callers queue, many per transaction, and a
-second thread stores each batch while the first already runs the next.
+"""Group commit: the commands that callers queue are decided many at a time and each batch is
+stored in one transaction.
 
 Why: the PostgreSQL recorder locks the events table for every insert transaction, so throughput
 is bounded by transactions per second, not rows (LIBRARY_NOTES.md). The writer takes every
 command waiting (up to ``max_batch``), runs each against cached aggregates and stores all their
 events with one insert. A command stays atomic: its events commit together or not at all.
 
-On PostgreSQL the committer keeps two batches at the server at once (libpq pipeline mode, one
-transaction each, run in the order sent), so the table lock passes from one batch to the next
-without a round trip to this process in between.
+On PostgreSQL one thread does it all (``_pipelined_loop``): it decides a batch, sends it in libpq
+pipeline mode and decides the next while up to ``PIPELINE_DEPTH`` batches are at the server, each
+its own transaction, run in the order sent, so the table lock passes from one batch to the next
+without a round trip to this process in between. Elsewhere (SQLite, memory) a second thread
+stores each batch while the first already decides the next.
 
 When a batch cannot commit (a duplicate claim, or another process changed an aggregate), every
-batch built on top of it is void too: the committer bumps the *generation*, clears the cache and
-sends the commands back; the writer then runs them one by one in careful mode, retrying lost races
-with jitter. A batch already at the server that was built on the failed one is refused there: the
+batch built on top of it is void too: the writer bumps the *generation*, clears the cache and
+queues the commands again, to be run one by one in careful mode, retrying lost races with
+jitter. A batch already at the server that was built on the failed one is refused there: the
 insert function accepts no event that follows no stored event, and no decision taken on a version
 that is not the latest. Callers only ever see business errors."""
 
