@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass
+class Served:
+    client: httpx.Client
+    pid: int
+
+
 @pytest.fixture
-def server(store_url: str) -> Iterator[httpx.Client]:
+def server(served: Served) -> httpx.Client:
+    return served.client
+
+
+@pytest.fixture
+def served(store_url: str) -> Iterator[Served]:
     port = free_port()
     env = {**os.environ, "DATABASE_URL": store_url, "LEDGER_ADMIN_TOKEN": ADMIN}
     cli = Path(sys.executable).with_name("voucher-ledger")
@@ -52,7 +64,7 @@ def server(store_url: str) -> Iterator[httpx.Client]:
                 pass
             assert time.monotonic() < deadline, "server did not start"
             time.sleep(0.1)
-        yield client
+        yield Served(client, proc.pid)
     finally:
         client.close()
         proc.send_signal(signal.SIGTERM)
@@ -134,3 +146,43 @@ def test_the_served_api_runs_the_worked_example_and_counts_it_in_metrics(
         f"/v1/audit/trace/redemptions/{redemption.json()['id']}", headers=auditor_auth
     ).json()
     assert trace["sources_total_fen"] == 900_000
+
+
+def projector_pids(serve_pid: int) -> list[int]:
+    """The `voucher-ledger project` processes that the server started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid == serve_pid and b"api.cli" in argv and b"project" in argv:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_projector_that_dies_is_started_again_and_catches_up(served: Served) -> None:
+    client = served.client
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not (first := projector_pids(served.pid)):
+        assert time.monotonic() < deadline, "no projector process"
+        time.sleep(0.1)
+    assert len(first) == 1
+    os.kill(first[0], signal.SIGKILL)
+    # Written while no projector runs; the new one must bring the views up to it.
+    written = post(client, "/v1/institutions", {"id": PROVIDER, "name": "p", "kind": "provider"})
+    assert written.status_code == 201
+    position = int(written.headers["x-ledger-position"])
+
+    deadline = time.monotonic() + 20
+    while True:
+        again = projector_pids(served.pid)
+        health = client.get("/v1/health").json()["projections"]
+        if again and again != first and health["position"] >= position:
+            break
+        assert time.monotonic() < deadline, f"projector not back: {again}, {health}"
+        time.sleep(0.2)
+    assert len(again) == 1
