@@ -68,12 +68,16 @@ def cmd_project(app: VoucherLedger, args: argparse.Namespace) -> int:
     auditor = Auditor(app, store, embedded=False)
     chain = auditor.chain_projector()
     try:
+        if not args.once:
+            # The chain catches up in its own thread: the views must not wait for it (a log
+            # written before the audit chain existed takes a while to chain).
+            chain.start("audit-chain")
         with progress_bar("catching up") as bar:
             projector.catch_up(bar)
         print(f"views at position {projector.position or 0}", flush=True)
-        chain.catch_up()
-        if not args.once:
-            chain.start("audit-chain")
+        if args.once:
+            chain.catch_up()
+        else:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: projector.stopping.set())
             projector.run()

@@ -53,6 +53,9 @@ class Follower(Protocol):
         """They were not: drop whatever was derived from them and from the stored rows."""
 
 
+_POLICIES = LedgerViews.__dict__["apply"].dispatcher
+
+
 class ViewsFollower:
     """The read models: events decoded and applied by the ``LedgerViews`` policies, rows kept
     in a cache while this projector is the only writer."""
@@ -62,12 +65,19 @@ class ViewsFollower:
         self.views = LedgerViews()
         self.topics = LedgerViews.topics()
         self._cache: dict[tuple[str, Key], Row | None] = {}
+        self._handlers: dict[type[Any], Callable[..., None]] = {}
 
     def rows(self, page: Sequence[Notification], to_event: ToEvent) -> dict[Table, list[Row]]:
         batch = Batch(self.store, self._cache)
+        handlers = self._handlers
         for n in page:
             if n.topic in self.topics:
-                self.views.apply(to_event(n), batch, n.id)
+                event = to_event(n)
+                handler = handlers.get(type(event))
+                if handler is None:  # resolved once per class: singledispatchmethod's own
+                    # lookup builds a new bound wrapper on every call
+                    handler = handlers[type(event)] = _POLICIES.dispatch(type(event))
+                handler(self.views, event, batch, n.id)
         return batch.rows()
 
     def committed(self) -> None:

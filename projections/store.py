@@ -11,12 +11,14 @@ starts again from the stored rows."""
 from __future__ import annotations
 
 import fcntl
+import operator
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory, Tracking
@@ -41,7 +43,7 @@ Key = tuple[Any, ...]
 _NAME_RE = re.compile(r"[a-z_]+")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: each is a constant
 class Table:
     """One read-model table: its key columns, then the rest, with their SQL types."""
 
@@ -51,12 +53,26 @@ class Table:
     indexes: tuple[tuple[str, ...], ...] = ()
     checks: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.columns)
 
-    def key_of(self, row: Row) -> Key:
-        return tuple(row[k] for k in self.key)
+    @cached_property
+    def values_of(self) -> Callable[[Row], tuple[Any, ...]]:
+        """A row's values in column order (``operator.itemgetter``: this runs for every row a
+        projector writes)."""
+        return _tuple_getter(self.names)
+
+    @cached_property
+    def key_of(self) -> Callable[[Row], Key]:
+        return _tuple_getter(self.key)
+
+
+def _tuple_getter(names: tuple[str, ...]) -> Callable[[Row], tuple[Any, ...]]:
+    getter = operator.itemgetter(*names)
+    if len(names) == 1:
+        return lambda row: (getter(row),)
+    return getter  # type: ignore[return-value]
 
 
 MONEY = "BIGINT NOT NULL"
@@ -345,7 +361,7 @@ class ViewStore:
                 check(c, current)
             for t, changed in rows.items():
                 if changed:
-                    c.executemany(self._upsert(t), [tuple(r[n] for n in t.names) for r in changed])
+                    c.executemany(self._upsert(t), [t.values_of(r) for r in changed])
             if position is not None and position != expected:
                 self._insert_tracking(c, Tracking(self.tracking_name, position))  # type: ignore[attr-defined]
 

@@ -6,7 +6,7 @@ redemption). Rows are changed in a ``Batch``; the runner writes them with the po
 from __future__ import annotations
 
 import datetime as dt
-from functools import singledispatchmethod
+from functools import lru_cache, singledispatchmethod
 from typing import Any
 
 from eventsourcing.utils import get_topic
@@ -81,6 +81,7 @@ class Batch:
         return {t: list(rows.values()) for t, rows in self.changed.items()}
 
 
+@lru_cache(maxsize=4096)
 def source_key(source_id: str) -> str:
     return str(FundingSource.create_id(source_id))
 

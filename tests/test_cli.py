@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
-from tests.conftest import open_ledger
+import pytest
+
+from api.cli import main
+from audit.follower import ChainFollower
+from ledger.settings import Settings
+from ledger.uscc import make_uscc
+from projections.store import open_views
+from tests.conftest import log_length, open_ledger, open_worked_example
 
 
 def run_cli(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
@@ -47,3 +58,58 @@ def test_a_business_error_exits_1_with_its_slug(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "validation-error" in result.stderr
+
+
+def test_project_brings_the_views_up_while_the_audit_chain_is_still_catching_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log written before the chain existed takes a while to chain; the views must not wait
+    for it. The chain's follower is held here until the views have reached the head."""
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    with open_ledger(url) as app:
+        open_worked_example(app)
+        head = log_length(app)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("LEDGER_SIGNING_KEY_FILE", str(tmp_path / "signing.key"))
+    chain_held = threading.Event()
+    release = threading.Event()
+    chain_rows = ChainFollower.rows
+
+    def held_rows(self: ChainFollower, *args: Any) -> Any:
+        chain_held.set()
+        release.wait(30)
+        return chain_rows(self, *args)
+
+    monkeypatch.setattr(ChainFollower, "rows", held_rows)
+    views_reached: list[bool] = []
+
+    def watch() -> None:
+        store = open_views(Settings(database_url=url))
+        try:
+            chain_held.wait(20)
+            with open_ledger(url) as writer:  # written while the chain is still catching up
+                writer.register_institution(
+                    uscc=make_uscc("91350100MA0000001"), name="late", kind="provider", actor="t"
+                )
+                new_head = log_length(writer)
+            assert new_head > head
+            deadline = time.monotonic() + 20
+            while store.position() < new_head and time.monotonic() < deadline:
+                time.sleep(0.05)
+            views_reached.append(not release.is_set() and store.position() >= new_head)
+        finally:
+            store.close()
+            release.set()
+            time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGTERM)  # cmd_project's handler stops it
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert main(["project"]) == 0
+    finally:
+        watcher.join()
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    assert views_reached == [True]

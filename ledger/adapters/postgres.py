@@ -27,12 +27,15 @@ import psycopg
 from eventsourcing.persistence import (
     DatabaseError,
     IntegrityError,
+    InterfaceError,
+    Notification,
     OperationalError,
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg import pq
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 SCHEMA_LOCK_KEY = 7_305_421_977  # any fixed number: one ledger at a time creates its tables
@@ -155,6 +158,53 @@ class LockingFunctionRecorder(PostgresApplicationRecorder):
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self.close_insert_connection()
                 raise OperationalError(str(exc)) from exc
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        """The library's query, read as tuples: its dict rows cost followers (projections, the
+        audit chain) a tenth of their time."""
+        clauses: list[SQL] = []
+        params: list[Any] = []
+        if start is not None:
+            clauses.append(
+                SQL("notification_id >= %s" if inclusive_of_start else "notification_id > %s")
+            )
+            params.append(start)
+        if stop is not None:
+            clauses.append(SQL("notification_id <= %s"))
+            params.append(stop)
+        if topics:
+            clauses.append(SQL("topic = ANY(%s)"))
+            params.append(list(topics))
+        params.append(limit)
+        statement = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {schema}.{table}{where} ORDER BY notification_id LIMIT %s"
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.events_table_name),
+            where=SQL(" WHERE ") + SQL(" AND ").join(clauses) if clauses else SQL(""),
+        )
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(statement, params, prepare=True)
+            return [
+                Notification(
+                    id=position,
+                    originator_id=originator_id,
+                    originator_version=version,
+                    topic=topic,
+                    state=bytes(state),
+                )
+                for position, originator_id, version, topic, state in curs.fetchall()
+            ]
 
     def pipelined_inserter(self) -> PipelinedInserter:
         """A connection of its own that inserts batches in pipeline mode (group commit)."""
