@@ -8,7 +8,9 @@ It streams: events and chain rows are read in pages by position, side by side, w
 from __future__ import annotations
 
 import base64
+import bisect
 import contextlib
+import itertools
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator
@@ -176,9 +178,9 @@ def chain_pages(store: AuditStore, until: int) -> Iterator[list[ChainRow]]:
         after = page[-1][0]
 
 
-def prefetched(pages: Iterator[list[T]]) -> Generator[T, None, None]:
-    """The items of ``pages``, the next page read in a thread while this one is hashed (the
-    database wait releases the interpreter lock)."""
+def prefetched(pages: Iterator[list[T]]) -> Generator[list[T], None, None]:
+    """``pages``, the next one read in a thread while this one is hashed (the database wait
+    releases the interpreter lock)."""
     ahead: queue.Queue[list[T] | BaseException | None] = queue.Queue(maxsize=2)
     stop = threading.Event()
 
@@ -198,7 +200,7 @@ def prefetched(pages: Iterator[list[T]]) -> Generator[T, None, None]:
         while (page := ahead.get()) is not None:
             if isinstance(page, BaseException):
                 raise page
-            yield from page
+            yield page
     finally:
         # Stop the reader and wait for it: its connection must not be in use when the caller
         # goes on to close the store.
@@ -216,17 +218,23 @@ class _Checkpoints:
         self.rows = store.checkpoints(limit=10**9, until=until)
         self.public_key = public_key
         self.index = 0
-        self.leaves: list[bytes] = []
+        self.leaves: list[bytes] = []  # since the last checkpoint; the caller appends to it
+        self.next_position = self._position_of(0)
 
-    def problem(self, position: int, head: bytes, leaf_hash: bytes) -> str | None:
-        """After the event at ``position``: what is wrong with the checkpoint ending there."""
-        self.leaves.append(leaf_hash)
+    def _position_of(self, index: int) -> float:
+        return self.rows[index]["position"] if index < len(self.rows) else float("inf")
+
+    def problem(self, position: int, head: bytes) -> str | None:
+        """After the event at ``position``, whose leaf hash is the last of ``leaves``: what is
+        wrong with the checkpoint ending there. The caller asks only once ``position`` has
+        reached ``next_position``."""
         if self.index < len(self.rows) and self.rows[self.index]["position"] < position:
             return f"checkpoint at {self.rows[self.index]['position']} covers no stored event"
         if self.index >= len(self.rows) or self.rows[self.index]["position"] != position:
             return None
         cp = self.rows[self.index]
         self.index += 1
+        self.next_position = self._position_of(self.index)
         leaves, self.leaves = self.leaves, []
         try:
             self.public_key.verify(base64.b64decode(cp["signature"]), checkpoint_message(cp))
@@ -263,41 +271,118 @@ def verify(
 
 
 def _compare(
-    events: Iterator[Canonical],
-    chained: Iterator[ChainRow],
+    event_pages: Iterator[list[Canonical]],
+    chain_pages: Iterator[list[ChainRow]],
     checkpoints: _Checkpoints,
     until: int,
     progress: Callable[[int, int], None] | None,
 ) -> Verdict:
-    head, checked = GENESIS, 0
-    event, row = next(events, None), next(chained, None)
-    while event is not None or row is not None:
+    """Walk the two streams side by side. A run of events with no checkpoint in it is checked a
+    run at a time (``_run_holds``); a run with anything wrong in it, and each event that ends a
+    checkpoint, goes through ``_one_by_one``, which names the first bad position."""
+    state = _State(GENESIS, 0, checkpoints)
+    for events, rows in _chunks(event_pages, chain_pages):
+        positions = [e[0] for e in events]
+        start = 0
+        while start < len(events):
+            end = bisect.bisect_left(positions, checkpoints.next_position, start)
+            if end > start and _run_holds(events[start:end], rows[start:end], state):
+                start = end
+                continue
+            stop = max(end, start + 1)  # the bad run, or the event at a checkpoint
+            verdict = _one_by_one(events[start:stop], rows[start:stop], state)
+            if verdict is not None:
+                return verdict
+            start = stop
+        if progress is not None:
+            progress(events[-1][0], until)
+    problem = checkpoints.unreached()
+    if problem:
+        return _bad(state.checked, state.head, until, problem)
+    if progress is not None:
+        progress(until, until)
+    return Verdict(True, state.checked, state.head.hex(), None, "intact")
+
+
+@dataclass
+class _State:
+    head: bytes
+    checked: int
+    checkpoints: _Checkpoints
+
+
+def _chunks(
+    event_pages: Iterator[list[Canonical]], chain_pages: Iterator[list[ChainRow]]
+) -> Iterator[tuple[list[Canonical], list[ChainRow]]]:
+    """Equal-length slices of the two streams; where one runs out, the other's rest with an
+    empty list beside it (``_one_by_one`` then names what is missing)."""
+    events: list[Canonical] = []
+    rows: list[ChainRow] = []
+    while True:
+        if not events:
+            events = next(event_pages, [])
+        if not rows:
+            rows = next(chain_pages, [])
+        if not events or not rows:
+            if events or rows:
+                yield events, rows
+            return
+        n = min(len(events), len(rows))
+        yield events[:n], rows[:n]
+        events, rows = events[n:], rows[n:]
+
+
+def _run_holds(events: list[Canonical], rows: list[ChainRow], state: _State) -> bool:
+    """Whether every event of the run matches its chain row (position, chain hash, leaf hash,
+    originator, version); if so, the state moves past the run. The cost of verify is here,
+    so each check is one list comparison over the run."""
+    if [e[0] for e in events] != [r[0] for r in rows]:
+        return False
+    head = state.head
+    heads: list[bytes] = []
+    for e in events:
+        head = sha256(head + e[1]).digest()  # audit.chain.link, inlined
+        heads.append(head)
+    if [h.hex() for h in heads] != [r[1] for r in rows]:
+        return False
+    leaves = [e[2] or sha256(b"\x00" + e[1]).digest() for e in events]
+    if (
+        [leaf.hex() for leaf in leaves] != [r[2] for r in rows]
+        or [e[3] for e in events] != [r[3] for r in rows]
+        or [e[4] for e in events] != [r[4] for r in rows]
+    ):
+        return False
+    state.checkpoints.leaves.extend(leaves)
+    state.head = head
+    state.checked += len(events)
+    return True
+
+
+def _one_by_one(events: list[Canonical], rows: list[ChainRow], state: _State) -> Verdict | None:
+    """Check event by event; the verdict at the first bad one, or None if all hold."""
+    checked, head, checkpoints = state.checked, state.head, state.checkpoints
+    for event, row in itertools.zip_longest(events, rows):
         if row is None or (event is not None and event[0] < row[0]):
             assert event is not None
             return _bad(checked, head, event[0], "an event the chain does not have (inserted)")
         if event is None or row[0] < event[0]:
             return _bad(checked, head, row[0], "a chained event is missing (deleted)")
         position, data, leaf_hash, originator_id, version = event
-        head = sha256(head + data).digest()  # audit.chain.link, inlined: this loop is the cost
+        head = sha256(head + data).digest()
         if head.hex() != row[1]:  # a tampered value that is not hex simply differs
-            return _bad(checked, head, event[0], "the event differs from the one chained (edited)")
+            return _bad(checked, head, position, "the event differs from the one chained (edited)")
         leaf_hash = leaf_hash or sha256(b"\x00" + data).digest()
         # The chain row's other columns serve proofs and traces: they must hold too.
         if leaf_hash.hex() != row[2] or originator_id != row[3] or version != row[4]:
-            return _bad(checked, head, event[0], "the chain row differs from the event (edited)")
-        problem = checkpoints.problem(position, head, leaf_hash)
-        if problem:
-            return _bad(checked, head, event[0], problem)
+            return _bad(checked, head, position, "the chain row differs from the event (edited)")
+        checkpoints.leaves.append(leaf_hash)
+        if position >= checkpoints.next_position:
+            problem = checkpoints.problem(position, head)
+            if problem:
+                return _bad(checked, head, position, problem)
         checked += 1
-        if progress is not None and checked % PAGE == 0:
-            progress(event[0], until)
-        event, row = next(events, None), next(chained, None)
-    problem = checkpoints.unreached()
-    if problem:
-        return _bad(checked, head, until, problem)
-    if progress is not None:
-        progress(until, until)
-    return Verdict(True, checked, head.hex(), None, "intact")
+    state.checked, state.head = checked, head
+    return None
 
 
 def _bad(checked: int, head: bytes, position: int, detail: str) -> Verdict:

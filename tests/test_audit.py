@@ -224,3 +224,49 @@ def test_an_inclusion_proof_verifies_with_the_public_key_alone(chained: Any) -> 
 
 def _bytes_sql(app: VoucherLedger) -> str:
     return "?" if app.settings.backend == "sqlite" else "%s"
+
+
+def test_whichever_event_is_edited_verify_names_exactly_it(chained: Any) -> None:
+    """Every position, one at a time, at the start, middle or end of a run between checkpoints
+    (verify checks a run at once and goes one by one only where something is wrong)."""
+    app, store, signer = chained
+    head = store.position()
+    assert head > 3 * EVERY
+    with raw_sql(app) as (conn, table, position):
+        for n in range(1, head + 1):
+            row = conn.execute(f"SELECT state FROM {table} WHERE {position} = {n}").fetchone()
+            if row is None:
+                continue  # a gap: no event at this position
+            conn.execute(
+                f"UPDATE {table} SET state = {_bytes_sql(app)} WHERE {position} = {n}",
+                (b'{"amount_fen": 1}',),
+            )
+            result = verdict(app, store, signer)
+            conn.execute(
+                f"UPDATE {table} SET state = {_bytes_sql(app)} WHERE {position} = {n}", (row[0],)
+            )
+            assert (result.ok, result.first_bad_position) == (False, n), result
+    assert verdict(app, store, signer).ok
+
+
+def test_whichever_chain_row_is_rewritten_verify_names_exactly_it(chained: Any) -> None:
+    """Each position in turn, with one of the chain row's columns rewritten."""
+    app, store, signer = chained
+    head = store.position()
+    forgeries = itertools.cycle(
+        [
+            {"chain_hash": "0" * 64},
+            {"leaf_hash": "0" * 64},
+            {"originator_id": "00000000-0000-0000-0000-000000000000"},
+            {"originator_version": 99},
+        ]
+    )
+    for n in range(1, head + 1):
+        row = store.chain_row(n)
+        if row is None:
+            continue
+        store.commit(head, head, {CHAIN: [{**row, **next(forgeries)}]})
+        result = verdict(app, store, signer)
+        store.commit(head, head, {CHAIN: [row]})
+        assert (result.ok, result.first_bad_position) == (False, n), result
+    assert verdict(app, store, signer).ok
