@@ -219,10 +219,11 @@ class _Checkpoints:
         self.public_key = public_key
         self.index = 0
         self.leaves: list[bytes] = []  # since the last checkpoint; the caller appends to it
+        self._beyond = until + 1  # no event verified reaches it: there is no checkpoint left
         self.next_position = self._position_of(0)
 
-    def _position_of(self, index: int) -> float:
-        return self.rows[index]["position"] if index < len(self.rows) else float("inf")
+    def _position_of(self, index: int) -> int:
+        return int(self.rows[index]["position"]) if index < len(self.rows) else self._beyond
 
     def problem(self, position: int, head: bytes) -> str | None:
         """After the event at ``position``, whose leaf hash is the last of ``leaves``: what is

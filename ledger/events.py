@@ -84,7 +84,7 @@ def create(
     state["originator_id"] = aggregate_id
     state["originator_version"] = 1
     state["timestamp"] = timestamp
-    state["originator_topic"] = _topic(aggregate_class)
+    state["originator_topic"] = get_topic(aggregate_class)  # the library caches topics
     _fill(state, event_class, names, fields)
     aggregate = object.__new__(aggregate_class)
     aggregate.__base_init__(aggregate_id, 1, timestamp)
@@ -92,13 +92,3 @@ def create(
     event.apply(aggregate)
     aggregate._pending_events.append(event)
     return aggregate
-
-
-_topics: dict[type[Any], str] = {}
-
-
-def _topic(cls: type[Any]) -> str:
-    topic = _topics.get(cls)
-    if topic is None:
-        topic = _topics[cls] = get_topic(cls)
-    return topic

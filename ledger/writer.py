@@ -221,31 +221,30 @@ class Writer:
         while True:
             self._slot.acquire()
             items = [self._queue.get()]
-            while len(items) < self.max_batch and items[-1] is not None:
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            jobs = [i for i in items if isinstance(i, _Job)]
-            redo = [j for i in items if isinstance(i, _Redo) for j in i.jobs]
-            handed_off = False
-            try:
-                if redo:
-                    self._run_careful_all(redo)
-                if jobs:
-                    batch = self._compute_batch(jobs)
-                    if batch is not None:
-                        self._to_committer(batch)
-                        handed_off = True
-            except BaseException as exc:  # keep the writer alive; fail what is left
-                self._void_cache()  # whatever the batch changed in place is suspect
-                _fail(jobs + redo, exc)
-            finally:
-                if not handed_off:
-                    self._slot.release()
+            if items[-1] is not None:
+                items += self._take_queued(self.max_batch - 1)
+            batch = self._decide(items)
+            if batch is not None:
+                self._to_committer(batch)  # the committer releases the slot when it takes it
+            else:
+                self._slot.release()
             if items[-1] is None:
                 self._to_committer(None)
                 return
+
+    def _decide(self, items: list[_Job | _Redo | None]) -> _Batch | None:
+        """Run the commands sent back one by one, then the new ones as a batch; returns that
+        batch, to be stored, or None if nothing is left to store (every job is settled)."""
+        jobs = [i for i in items if isinstance(i, _Job)]
+        redo = [j for i in items if isinstance(i, _Redo) for j in i.jobs]
+        try:
+            if redo:
+                self._run_careful_all(redo)
+            return self._compute_batch(jobs) if jobs else None
+        except BaseException as exc:  # keep the writer alive; fail what is left
+            self._void_cache()  # whatever the batch changed in place is suspect
+            _fail(jobs + redo, exc)
+            return None
 
     def _compute_batch(self, jobs: list[_Job]) -> _Batch | None:
         """Run ``jobs`` as one batch, to be stored; None if it fell back to careful mode (which
@@ -419,9 +418,12 @@ class Writer:
             os.read(self._wake_r, 4096)
         return True
 
-    def _take_queued(self) -> list[_Job | _Redo | None]:
+    def _take_queued(self, limit: int | None = None) -> list[_Job | _Redo | None]:
+        """What is queued now, without waiting: at most ``limit`` (``max_batch``) items,
+        ending at the close marker if it comes."""
+        limit = self.max_batch if limit is None else limit
         items: list[_Job | _Redo | None] = []
-        while len(items) < self.max_batch:
+        while len(items) < limit:
             try:
                 items.append(self._queue.get_nowait())
             except queue.Empty:
@@ -433,16 +435,7 @@ class Writer:
     def _run_pipelined(
         self, items: list[_Job | _Redo | None], inserter: Any, in_flight: deque[_Batch]
     ) -> bool:
-        jobs = [i for i in items if isinstance(i, _Job)]
-        redo = [j for i in items if isinstance(i, _Redo) for j in i.jobs]
-        try:
-            if redo:
-                self._run_careful_all(redo)
-            batch = self._compute_batch(jobs) if jobs else None
-        except BaseException as exc:  # keep the writer alive; fail what is left
-            self._void_cache()  # whatever the batch changed in place is suspect
-            _fail(jobs + redo, exc)
-            batch = None
+        batch = self._decide(items)
         if batch is not None:
             if not batch.events:  # only refusals: settle in order, then check reads
                 self._settle_all(inserter, in_flight)

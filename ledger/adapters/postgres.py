@@ -20,6 +20,7 @@ import select
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -266,16 +267,9 @@ def _uuid_text(value: Any) -> str:
     return f"{value.int:032x}" if type(value) is UUID else str(value)
 
 
-_quoted_topics: dict[str, str] = {}
-
-
+@lru_cache(maxsize=4096)  # topics are class names: few
 def _quoted_topic(topic: str) -> str:
-    quoted = _quoted_topics.get(topic)
-    if quoted is None:
-        quoted = _quoted(topic)
-        if len(_quoted_topics) < 10_000:  # topics are class names: few
-            _quoted_topics[topic] = quoted
-    return quoted
+    return _quoted(topic)
 
 
 def result_outcome(data: pq.abc.PGresult | None) -> list[int] | BaseException:
