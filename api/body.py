@@ -52,29 +52,98 @@ _VALIDATORS = {
 }
 
 
+# Once the text is strict UTF-8, a lone surrogate can only come from a \u escape. A pair (an
+# emoji sent as "\ud83d\ude00") matches too: it is then checked, and let through.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
 def read_json(req: falcon.Request) -> Any:
-    if req.content_length is not None and req.content_length > MAX_BODY_BYTES:
-        raise HTTPProblem(
-            413, "payload-too-large", "Body too large", f"at most {MAX_BODY_BYTES} bytes"
-        )
+    """The body parsed as JSON: at most MAX_BODY_BYTES (413), ``application/json`` (415),
+    strict UTF-8 whose text holds no lone surrogate (422)."""
+    length = req.content_length
+    if length is not None and length > MAX_BODY_BYTES:
+        raise _too_large()
     mime = (req.content_type or "").split(";")[0].strip().lower()
     if mime != "application/json":
         raise HTTPProblem(
             415, "unsupported-media-type", "Unsupported media type", "send application/json"
         )
-    raw = req.bounded_stream.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise HTTPProblem(
-            413, "payload-too-large", "Body too large", f"at most {MAX_BODY_BYTES} bytes"
-        )
+    raw = _read_raw(req, length)
     try:
-        return json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, RecursionError):
+        # Strict UTF-8 (RFC 8259 §8.1): json.loads(bytes) would decode with "surrogatepass"
+        # and let the bytes ED A0 80 through as a lone surrogate.
+        text = raw.decode("utf-8-sig")
+        body = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise ValidationError("body is not valid JSON") from None
+    if _SURROGATE_ESCAPE.search(text):
+        _refuse_lone_surrogates(body)
+    return body
+
+
+def _too_large() -> HTTPProblem:
+    return HTTPProblem(
+        413, "payload-too-large", "Body too large", f"at most {MAX_BODY_BYTES} bytes"
+    )
+
+
+def _read_raw(req: falcon.Request, length: int | None) -> bytes:
+    """At most MAX_BODY_BYTES of the body (413 beyond), with or without Content-Length.
+
+    Falcon's ``bounded_stream`` reads nothing when there is no Content-Length, so a chunked
+    body is read from ``req.stream``, where the server has already taken the chunks apart. A
+    body with neither has no length (RFC 9112 §6.3) and is empty: its stream is not read,
+    since reading it would wait for the client to close the connection."""
+    if length is None and "chunked" in (req.get_header("Transfer-Encoding") or "").lower():
+        stream = req.stream
+    else:
+        stream = req.bounded_stream
+    try:
+        raw: bytes = stream.read(MAX_BODY_BYTES + 1)
+    except Exception:  # the server's framing errors (a bad chunk size, a truncated chunk)
+        raise HTTPProblem(
+            400, "bad-request", "Malformed body", "the body's chunked framing is invalid"
+        ) from None
+    if len(raw) > MAX_BODY_BYTES:
+        raise _too_large()
+    return raw
+
+
+def _refuse_lone_surrogates(body: Any) -> None:
+    """ValidationError naming a key or text that holds a lone surrogate (JSON "\\ud800"):
+    valid JSON, but not Unicode, so it can be neither stored, nor hashed, nor signed as UTF-8.
+    A loop, not recursion: the body may nest as deep as the parser allowed."""
+    pending: list[tuple[Any, tuple[Any, ...]]] = [(body, ())]
+    while pending:
+        value, where = pending.pop()
+        if isinstance(value, str) and not _is_unicode(value):
+            raise ValidationError(f"{_path(where)}: text must be Unicode (a lone surrogate is not)")
+        items = value.items() if isinstance(value, dict) else ()
+        for key, item in enumerate(value) if isinstance(value, list) else items:
+            if isinstance(key, str) and not _is_unicode(key):
+                raise ValidationError(f"{_path(where)}: a key holds a lone surrogate")
+            pending.append((item, (where, key)))  # a linked path: no string per item
+
+
+def _path(where: tuple[Any, ...]) -> str:
+    """``body.shares[0].source_id`` for the linked path ((((), "shares"), 0), "source_id")."""
+    parts = []
+    while where:
+        where, key = where
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+    return _short("body" + "".join(reversed(parts)))
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_body(req: falcon.Request, schema_name: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from api.routes import OPERATIONS
 from projections.reader import ViewReader
 
 REQUESTS = Counter(
@@ -41,6 +42,12 @@ LATENCY_S = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 MAX_REQUEST_ID_LEN = 64
+# Label values come from these two sets only, so the number of series has a bound whatever
+# clients send: an invented method ("M00001X") or path must not make a series of its own.
+KNOWN_METHODS = frozenset(falcon.constants.HTTP_METHODS)
+KNOWN_ROUTES = frozenset(op.path for op in OPERATIONS)
+OTHER_METHOD = "other"
+UNMATCHED_ROUTE = "unmatched"
 log = structlog.get_logger("api.request")
 
 
@@ -74,10 +81,11 @@ class ObservabilityMiddleware:
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
     ) -> None:
         duration_s = time.perf_counter() - getattr(req.context, "started_s", time.perf_counter())
-        route = req.uri_template or "unmatched"
+        route = req.uri_template if req.uri_template in KNOWN_ROUTES else UNMATCHED_ROUTE
+        method = req.method if req.method in KNOWN_METHODS else OTHER_METHOD
         status = resp.status_code
-        REQUESTS.labels(route, req.method, str(status)).inc()
-        LATENCY_S.labels(route, req.method, str(status)).observe(duration_s)
+        REQUESTS.labels(route, method, str(status)).inc()
+        LATENCY_S.labels(route, method, str(status)).observe(duration_s)
         log.info(
             "request",
             method=req.method,

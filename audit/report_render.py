@@ -21,6 +21,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
+from audit.csv_cells import csv_row, csv_rows
 from ledger.money import yuan
 
 Report = Mapping[str, Any]
@@ -56,9 +57,6 @@ MAX_SHEET_TITLE_CHARS = 31
 _BAD_SHEET_TITLE = re.compile(r"[\[\]:*?/\\]")
 _RESERVED_SHEET_TITLES = frozenset({"summary", "sources", "flows", "history"})
 
-# Spreadsheet programs run a cell that starts with one of these as a formula (CSV injection).
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
 
 def render_json(report: Report) -> bytes:
     """The report as UTF-8 JSON, keys in the order given; NaN is refused, not written."""
@@ -89,29 +87,23 @@ def _sections(report: Report) -> list[tuple[str, tuple[str, ...], Sequence[Row]]
 # --- CSV -------------------------------------------------------------------------------------
 
 
-def _csv_cell(value: object) -> object:
-    # A leading apostrophe makes spreadsheets show the text instead of running it.
-    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
-
 def render_csv(report: Report) -> bytes:
     """The sources, flows and findings as UTF-8 CSV sections, money in integer fen.
 
     Each section is a one-cell row naming it (``sources``, ``flows``, ``finding:<query>``), a
     header row and the data rows; a blank line separates sections. A finding with no rows has
-    no header row either, since its columns are only known from its rows. Text that a spreadsheet
-    would run as a formula is prefixed with an apostrophe."""
+    no header row either, since its columns are only known from its rows. Every cell goes
+    through ``audit.csv_cells.csv_cell``: text a spreadsheet would run as a formula is prefixed
+    with an apostrophe, numbers stay numbers."""
     out = io.StringIO()
     writer = csv.writer(out)
     for index, (name, fields, rows) in enumerate(_sections(report)):
         if index:
             writer.writerow([])
-        writer.writerow([_csv_cell(name)])
+        writer.writerow(csv_row([name]))
         if fields:
-            writer.writerow([_csv_cell(field) for field in fields])
-            writer.writerows([_csv_cell(row.get(field)) for field in fields] for row in rows)
+            writer.writerow(csv_row(fields))
+            writer.writerows(csv_rows(rows, fields))
     return out.getvalue().encode("utf-8")
 
 
