@@ -60,18 +60,25 @@ class ChainFollower:
         self.forget()
 
     def forget(self) -> None:
-        """(Re)load the head and the leaves not yet under a checkpoint from the store."""
+        """(Re)load the head and the leaves not yet under a checkpoint from the store. If the
+        store cannot be read (the database away), nothing is half loaded: the next ``rows``
+        loads it all first."""
+        self._stale = True
         position = self.store.position()
         row = self.store.chain_row(position) if position else None
-        self.head = bytes.fromhex(row["chain_hash"]) if row else GENESIS
         last = self.store.last_checkpoint()
+        pending = self.store.leaves((last["position"] if last else 0) + 1, position)
+        self.head = bytes.fromhex(row["chain_hash"]) if row else GENESIS
         self.checkpointed_through: int | None = last["position"] if last else None
-        self.pending = self.store.leaves((last["position"] if last else 0) + 1, position)
+        self.pending = pending
         self.checkpointed_at = time.monotonic()
         self._now = False
         self._next: tuple[bytes, list[tuple[int, bytes]], float, int | None] | None = None
+        self._stale = False
 
     def rows(self, page: Sequence[Notification], to_event: Any) -> dict[Table, list[Row]]:
+        if self._stale:
+            self.forget()
         head, pending, stamp = self.head, list(self.pending), self.checkpointed_at
         chain: list[Row] = []
         checkpoints: list[Row] = []

@@ -15,9 +15,19 @@ stores each batch while the first already decides the next.
 When a batch cannot commit (a duplicate claim, or another process changed an aggregate), every
 batch built on top of it is void too: the writer bumps the *generation*, clears the cache and
 queues the commands again, to be run one by one in careful mode, retrying lost races with
-jitter. A batch already at the server that was built on the failed one is refused there: the
-insert function accepts no event that follows no stored event, and no decision taken on a version
-that is not the latest. Callers only ever see business errors."""
+jitter. A batch already at the server that was built on the failed one is refused there: each
+pipelined batch carries its inserter's sequence number and is stored only if every batch sent
+before it was (another process may have stored the very versions the failed batch would have,
+so "follows a stored event" alone would let a batch decided on a state that never existed
+through); the insert function also accepts no event that follows no stored event, and no
+decision taken on a version that is not the latest. Callers only ever see business errors,
+except when the database cannot be reached.
+
+Then the writer does not make its callers wait for it. The callers of a batch that meets an
+unreachable store get the store's error at once (the API answers it 503, api/problems.py), not
+after a retry of each command in turn; while the committer has no connection, every command
+queued is refused as it arrives (``DatabaseUnavailable``), and the writer tries to connect again
+every ``RECONNECT_WAIT_S``."""
 
 from __future__ import annotations
 
@@ -37,9 +47,14 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StoredEvent,
+)
 
-from ledger.errors import Busy, LedgerError
+from ledger.errors import Busy, DatabaseUnavailable, LedgerError
 from ledger.unit_of_work import AggregateCache, Work
 
 log = logging.getLogger(__name__)
@@ -48,6 +63,9 @@ Command = Callable[..., Any]
 EventKey = tuple[UUID, int]
 PIPELINE_DEPTH = 4  # batches at the server at once
 RECONNECT_WAIT_S = 0.5
+# What the store raises when it cannot be reached or cannot take writes (the recorders turn the
+# driver's errors into these): every other command of the batch would meet it too.
+STORE_DOWN = (OperationalError, InterfaceError)
 
 
 @dataclass
@@ -262,6 +280,9 @@ class Writer:
                     self._fall_back(work, jobs)
                     return None
                 results.append((job, exc, None))
+            except STORE_DOWN:
+                self._discard(work)
+                raise  # _decide refuses the whole batch
             except Exception:
                 self._fall_back(work, jobs)
                 return None
@@ -312,6 +333,9 @@ class Writer:
                     continue  # refused on a stale copy: reload and decide again
                 job.set_exception(exc)
                 return
+            except STORE_DOWN:
+                self._discard(work)
+                raise  # every job after it would wait for the store in turn: _decide fails all
             except Exception as exc:
                 self._discard_changed(work)
                 job.set_exception(exc)
@@ -326,6 +350,9 @@ class Writer:
                 # Lost a race with another process: back off with jitter, reload, decide again.
                 time.sleep(random.uniform(0, 0.002 * (2 ** min(attempt, 6))))
                 continue
+            except STORE_DOWN:
+                self._discard(work)
+                raise
             except Exception as exc:
                 self._discard(work)
                 job.set_exception(exc)
@@ -373,13 +400,9 @@ class Writer:
             try:
                 self._inserter = make()
             except Exception as exc:
-                if self._closed:  # nobody will send more: tell whoever is still waiting
-                    while items := self._take_queued():
-                        _fail([j for i in items if i is not None for j in _jobs_of(i)], exc)
-                    return
-                log.exception("cannot connect the committer; retrying")
-                time.sleep(RECONNECT_WAIT_S)
-                continue
+                if self._refuse_while_unconnected(exc):
+                    continue
+                return
             try:
                 while self._pipelined_step(self._inserter, self._in_flight):
                     pass
@@ -391,6 +414,38 @@ class Writer:
             finally:
                 self._inserter.close()
                 self._inserter = None
+
+    def _refuse_while_unconnected(self, cause: Exception) -> bool:
+        """The committer cannot connect: for ``RECONNECT_WAIT_S``, refuse every command queued
+        or arriving, at once (a caller must not wait for a reconnection that may take minutes);
+        then the loop tries to connect again. False once the writer is closed."""
+        log.warning(
+            "cannot connect the committer (%s); retrying in %.1f s", cause, RECONNECT_WAIT_S
+        )
+        until_s = time.monotonic() + RECONNECT_WAIT_S
+        while True:
+            while items := self._take_queued():
+                _refuse([j for i in items if i is not None for j in _jobs_of(i)], cause)
+                if items[-1] is None:
+                    return False
+            if self._closed:
+                return False
+            remaining_s = until_s - time.monotonic()
+            if remaining_s <= 0:
+                return True
+            self._nap(remaining_s)
+
+    def _nap(self, timeout_s: float) -> None:
+        """Sleep until a caller queues a command or ``timeout_s`` pass."""
+        assert self._wake_r is not None
+        self._sleeping = True  # callers write to the wake pipe while it is up
+        try:
+            if self._queue.empty():  # else queued before the flag was up: nobody will wake us
+                ready, _, _ = select.select([self._wake_r], [], [], timeout_s)
+                if ready:
+                    os.read(self._wake_r, 4096)
+        finally:
+            self._sleeping = False
 
     def _pipelined_step(self, inserter: Any, in_flight: deque[_Batch]) -> bool:
         """Settle what has completed, then decide and send the next batch, or wait. False once
@@ -621,8 +676,23 @@ def _jobs_of(item: _Job | _Redo) -> list[_Job]:
 
 
 def _fail(jobs: list[_Job], exc: BaseException) -> None:
-    """An unexpected failure (not a business refusal): log it and hand it to every caller left."""
-    log.exception("writer failed", exc_info=exc)
+    """An unexpected failure (not a business refusal): log it and hand it to every caller left.
+    A batch that was at the server when its connection broke may have committed: its callers
+    cannot know, and a retry with the same Idempotency-Key replays it if it did."""
+    if isinstance(exc, STORE_DOWN):  # an outage: one line each time, not a traceback
+        log.warning("writer failed, database unavailable: %s", exc)
+    else:
+        log.exception("writer failed", exc_info=exc)
     for job in jobs:
         if not job.done():
             job.set_exception(exc)
+
+
+def _refuse(jobs: list[_Job], cause: BaseException) -> None:
+    """Tell every caller left that the committer cannot reach the database: nothing of theirs
+    was sent."""
+    left = [job for job in jobs if not job.done()]
+    for job in left:
+        error = DatabaseUnavailable("the database cannot be reached; nothing was stored")
+        error.__cause__ = cause
+        job.set_exception(error)

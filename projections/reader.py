@@ -12,6 +12,7 @@ class ProjectionBehind(LedgerError):
     slug = "projection-behind"
     http_status = 503
     title = "The read models have not reached that position yet; retry"
+    retry_after_s = 1  # the Retry-After header of the answer
 
 
 class ViewReader:

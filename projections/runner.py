@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import InterfaceError, Notification, OperationalError
 
 from ledger.application import VoucherLedger
 from projections.store import Key, Row, Table, TrackingMoved, ViewStore
@@ -24,8 +24,14 @@ from projections.views import Batch, LedgerViews
 PAGE_SIZE = 2000
 MAX_CACHED_ROWS = 200_000
 IDLE_POLL_S = 0.02
+# After a failed step (the database away, mostly) the projector pauses, from the first to the
+# last figure, doubling, and tries again: short enough that the views heal within a second of
+# the database coming back, without a restart of the process.
+ERROR_BACKOFF_FIRST_S = 0.1
 ERROR_BACKOFF_S = 1.0
+CATCH_UP_PATIENCE_S = 60.0  # how long a catch-up waits for an unreachable database
 MAX_WAIT_S = 2.0
+STORE_DOWN = (OperationalError, InterfaceError)  # what the stores raise when it is away
 
 log = logging.getLogger(__name__)
 ToEvent = Callable[[Notification], Any]
@@ -138,11 +144,13 @@ class Projector:
 
     def catch_up(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Apply everything in the log now; returns the events consumed. ``progress(done, head)``
-        is called after each page."""
-        head = self.ledger.recorder.max_notification_id() or 0
+        is called after each page. While the database cannot be reached it waits and tries
+        again, for at most ``CATCH_UP_PATIENCE_S`` in a row."""
+        backoff = Backoff()
+        head = backoff.retrying(lambda: self.ledger.recorder.max_notification_id() or 0)
         done = 0
         while (self.position or 0) < head:
-            n = self.step()
+            n = backoff.retrying(self.step)
             done += n
             if progress is not None:
                 progress(self.position or 0, head)
@@ -152,13 +160,15 @@ class Projector:
 
     def run(self) -> None:
         """Follow the log until ``stopping`` is set; errors are logged and retried."""
+        backoff = Backoff()
         while not self.stopping.is_set():
             try:
                 if self.step() == 0:
                     self.stopping.wait(IDLE_POLL_S)
-            except Exception:
-                log.exception("projector step failed; retrying")
-                self.stopping.wait(ERROR_BACKOFF_S)
+            except Exception as exc:
+                backoff.failed(exc, self.stopping)
+            else:
+                backoff.reset()
 
     def start(self, name: str = "ledger-projector") -> Projector:
         self._thread = threading.Thread(target=self.run, name=name, daemon=True)
@@ -182,6 +192,48 @@ class Projector:
                     return False
                 self._advanced.wait(remaining)
         return (self.position or 0) >= position
+
+
+class Backoff:
+    """Pauses between failed steps: ``ERROR_BACKOFF_FIRST_S``, doubling to ``ERROR_BACKOFF_S``;
+    a step that works starts again from the first."""
+
+    def __init__(self) -> None:
+        self.pause_s = ERROR_BACKOFF_FIRST_S
+        self.failing_since_s: float | None = None
+
+    def reset(self) -> None:
+        self.pause_s = ERROR_BACKOFF_FIRST_S
+        self.failing_since_s = None
+
+    def failed(self, exc: Exception, stopping: threading.Event | None = None) -> None:
+        """Log ``exc`` (one line if the database is away, else with its traceback) and pause."""
+        if isinstance(exc, STORE_DOWN):
+            log.warning("projector step failed, database unavailable (%s); retrying", exc)
+        else:
+            log.exception("projector step failed; retrying")
+        if self.failing_since_s is None:
+            self.failing_since_s = time.monotonic()
+        if stopping is None:
+            time.sleep(self.pause_s)
+        else:
+            stopping.wait(self.pause_s)
+        self.pause_s = min(ERROR_BACKOFF_S, self.pause_s * 2)
+
+    def retrying(self, step: Callable[[], int]) -> int:
+        """``step()``, tried again while the database cannot be reached (not for longer than
+        ``CATCH_UP_PATIENCE_S`` in a row); any other error is raised at once."""
+        while True:
+            try:
+                result = step()
+            except STORE_DOWN as exc:
+                since_s = self.failing_since_s
+                if since_s is not None and time.monotonic() - since_s > CATCH_UP_PATIENCE_S:
+                    raise
+                self.failed(exc)
+            else:
+                self.reset()
+                return result
 
 
 def wait_for(store: ViewStore, position: int, timeout_s: float) -> bool:

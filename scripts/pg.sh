@@ -2,11 +2,13 @@
 # Throwaway PostgreSQL for tests and benchmarks.
 #   scripts/pg.sh start DIR   -> prints a DATABASE_URL on stdout (last line)
 #   scripts/pg.sh stop DIR
+#   scripts/pg.sh kill DIR      -> stop in immediate mode, as a crash would (fault tests)
+#   scripts/pg.sh restart DIR   -> start the stopped cluster again on its stored port
 # Installs the server with apt-get when it is missing. initdb refuses to run as root,
 # so as root the cluster is created and run by the `postgres` user in a folder it owns.
 set -euo pipefail
 
-cmd=${1:?start|stop}
+cmd=${1:?start|stop|kill|restart}
 dir=${2:?state directory}
 
 find_bin() {
@@ -50,13 +52,35 @@ start() {
   port=$(free_port)
   as_pg "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; exit 1; }
-  as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/data/server.log" -w -t 60 \
-    -o "-p $port -k $dir/data -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB" \
-    start >&2
   echo "$port" >"$dir/port"
+  run_server "$bin"
   as_pg "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -q -c "CREATE USER ledger PASSWORD '$password' SUPERUSER" >&2
   as_pg "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -q -c "CREATE DATABASE ledger OWNER ledger" >&2
   echo "postgresql://ledger:$password@127.0.0.1:$port/ledger"
+}
+
+run_server() {
+  as_pg "$1/pg_ctl" -D "$dir/data" -l "$dir/data/server.log" -w -t 60 \
+    -o "-p $(cat "$dir/port") -k $dir/data -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB" \
+    start >&2
+}
+
+# kill and restart: the same cluster, data and port, for tests of an outage.
+kill_server() {
+  local bin
+  bin=$(find_bin)
+  dir=$(cd "$dir" && pwd)
+  cd "$dir"
+  as_pg "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >&2
+}
+
+restart() {
+  local bin
+  bin=$(find_bin)
+  dir=$(cd "$dir" && pwd)
+  cd "$dir"
+  [ -f "$dir/port" ] || { echo "pg.sh: no cluster in $dir" >&2; exit 1; }
+  run_server "$bin"
 }
 
 stop() {
@@ -70,5 +94,7 @@ stop() {
 case "$cmd" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
+  kill) kill_server ;;
+  restart) restart ;;
+  *) echo "usage: $0 start|stop|kill|restart DIR" >&2; exit 2 ;;
 esac

@@ -12,18 +12,24 @@ the rows travel as four arrays of plain types, adapted in C and sent in binary. 
 it checks that nothing the batch only *read* (a provider's frozen flag, a programme) has changed
 since: optimistic concurrency for reads, so another process's freeze binds at once. Inserts use one
 connection of their own instead of the pool: they are serialised by the table lock anyway, and a
-pool checkout costs as much as a third of the insert."""
+pool checkout costs as much as a third of the insert.
+
+After a database restart every pool heals by itself (``ReconnectingPool``, installed by this
+module's ``PostgresFactory``), and the insert connection is opened again on the next insert."""
 
 from __future__ import annotations
 
 import select
 import threading
+import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
+import eventsourcing.postgres
 import psycopg
 from eventsourcing.persistence import (
     DatabaseError,
@@ -34,12 +40,114 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from eventsourcing.utils import retry
+from eventsourcing.utils import Environment, EnvType, retry
 from psycopg import pq
-from psycopg.rows import tuple_row
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
+from psycopg_pool import PoolTimeout
+from psycopg_pool.pool import AddConnection, MaintenanceTask
 
 SCHEMA_LOCK_KEY = 7_305_421_977  # any fixed number: one ledger at a time creates its tables
+CONNECT_TIMEOUT_S = 3  # a host that drops packets must not hold a connection attempt for minutes
+RECONNECT_DELAY_MAX_S = 0.5  # between attempts to replace a pooled connection that was lost
+WAIT_SLICE_S = 0.5  # how often a caller waiting for a pooled connection looks at the above
+UNREACHABLE_WAIT_S = 0.01  # how long it waits while the database cannot be reached
+DRAIN_INTERVAL_S = 1.0
+INSERT_ATTEMPTS = 10
+INSERT_RETRY_WAIT_S = 0.2
+
+
+class CannotConnect(OperationalError):
+    """The insert connection could not even be opened: retrying at once would only wait."""
+
+
+class ReconnectingPool(eventsourcing.postgres.ConnectionPool[psycopg.Connection[DictRow]]):
+    """psycopg_pool's pool, that heals within a second of the database coming back.
+
+    The library's pool, out of the box, backs off exponentially (1 s, 2 s, 4 s, ... for five
+    minutes) between attempts to replace a lost connection, so it may heal long after the
+    database is back; a caller waits its whole timeout while nothing can connect; and with
+    ``check``, it tests the idle connections one at a time, pausing longer before each, so a
+    restart that killed them all costs a caller 1 + 2 + 4 ... seconds. This pool tries again
+    at most ``RECONNECT_DELAY_MAX_S`` apart; refuses a caller almost at once (``PoolTimeout``)
+    when it has no idle connection and its last attempt to connect failed, looking again every
+    ``WAIT_SLICE_S`` while the caller waits; and replaces every idle connection as soon as the
+    check finds one dead."""
+
+    def __init__(self, *, pre_ping: bool, **kwargs: Any) -> None:
+        self.unreachable = False  # the last attempt to connect failed
+        self._drained_s = 0.0
+        super().__init__(check=self.check_alive if pre_ping else None, **kwargs)
+
+    def getconn(self, timeout: float | None = None) -> psycopg.Connection[DictRow]:
+        deadline_s = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            remaining_s = deadline_s - time.monotonic()
+            wait_s = min(WAIT_SLICE_S, remaining_s)
+            if self.unreachable and not self.get_stats().get("pool_available"):
+                # A moment, not nothing: a waiting caller makes the pool start an attempt to
+                # connect if none is under way (after five minutes of failures, none is).
+                wait_s = UNREACHABLE_WAIT_S
+            try:
+                return super().getconn(max(0.001, wait_s))
+            except PoolTimeout:
+                if self.unreachable or remaining_s <= WAIT_SLICE_S:
+                    raise
+
+    def _connect(self, timeout: float | None = None) -> psycopg.Connection[DictRow]:
+        # The one place every new connection is made (eventsourcing's pool overrides it too).
+        try:
+            conn = super()._connect(timeout)
+        except BaseException:
+            self.unreachable = True
+            raise
+        self.unreachable = False
+        return conn
+
+    def schedule_task(self, task: MaintenanceTask, delay: float) -> None:
+        if isinstance(task, AddConnection):  # a reconnection attempt, not other maintenance
+            delay = min(delay, RECONNECT_DELAY_MAX_S)
+        super().schedule_task(task, delay)
+
+    def check_alive(self, conn: psycopg.Connection[DictRow]) -> None:
+        """The pre-ping (``POSTGRES_PRE_PING``): a dead connection usually means the server
+        restarted and took every other idle connection with it, so all are replaced now."""
+        try:
+            self.check_connection(conn)
+        except Exception:
+            now = time.monotonic()
+            if now - self._drained_s >= DRAIN_INTERVAL_S:  # once per restart, not per caller
+                self._drained_s = now
+                self.drain()
+            raise
+
+
+def reconnecting_pool(datastore: PostgresDatastore) -> ReconnectingPool:
+    """A ``ReconnectingPool`` with the settings of the datastore's own pool (not yet open)."""
+    pool = datastore.pool
+    assert isinstance(pool.kwargs, dict), "eventsourcing passes the connection settings"
+    kwargs = {**pool.kwargs, "connect_timeout": CONNECT_TIMEOUT_S}
+    return ReconnectingPool(
+        pre_ping=datastore.pre_ping,
+        get_password_func=pool.get_password_func,
+        connection_class=pool.connection_class,
+        kwargs=kwargs,
+        min_size=pool.min_size,
+        max_size=pool.max_size,
+        open=False,
+        configure=datastore.after_connect_func(),
+        timeout=pool.timeout,
+        max_waiting=pool.max_waiting,
+        max_lifetime=pool.max_lifetime,
+    )
+
+
+class PostgresFactory(eventsourcing.postgres.PostgresFactory):
+    """eventsourcing's PostgreSQL factory, whose datastore pools with ``ReconnectingPool``."""
+
+    def __init__(self, env: Environment | EnvType | None) -> None:
+        super().__init__(env)
+        self.datastore.pool = reconnecting_pool(self.datastore)
 
 
 @contextmanager
@@ -71,16 +179,50 @@ class LockingFunctionRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self.insert_function_name = f"{self.events_table_name}_insert"
+        self.writers_table_name = f"{self.events_table_name}_writers"
+        names = {
+            "schema": Identifier(self.datastore.schema),
+            "function": Identifier(self.insert_function_name),
+            "writers": Identifier(self.writers_table_name),
+            "id_type": SQL(self.datastore.originator_id_type),
+        }
+        # One row per pipelined inserter: how many of its batches are stored (see below).
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.{writers} (writer_id {id_type} PRIMARY KEY, "
+                "seq bigint NOT NULL, started_at timestamptz NOT NULL DEFAULT now())"
+            ).format(**names)
+        )
+        # The insert function before it took a writer and its sequence number.
+        self.sql_create_statements.append(
+            SQL(
+                "DROP FUNCTION IF EXISTS {schema}.{function}({id_type}[], bigint[], text[], "
+                "bytea[], {id_type}[], bigint[])"
+            ).format(**names)
+        )
+        # ``writer``, ``expected``: a pipelined batch is stored only if every batch its writer
+        # sent before it was stored. A batch is decided on the state the batches before it
+        # left in the writer's cache; when one of those fails, another process may have stored
+        # the very versions it would have, and "follows a stored event" would let the next one
+        # through, decided on a state that never existed (a source reserved twice over).
         self.sql_create_statements.append(
             SQL(
                 "CREATE OR REPLACE FUNCTION {schema}.{function}("
                 "ids {id_type}[], versions bigint[], topics text[], states bytea[], "
-                "read_ids {id_type}[], read_versions bigint[]) "
+                "read_ids {id_type}[], read_versions bigint[], writer {id_type}, expected bigint) "
                 "RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$ "
                 "DECLARE latest bigint; "
                 "BEGIN "
                 "  SET LOCAL lock_timeout = '{lock_timeout}s'; "
                 "  LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
+                "  IF writer IS NOT NULL THEN "
+                "    UPDATE {schema}.{writers} SET seq = seq + 1 "
+                "      WHERE writer_id = writer AND seq = expected; "
+                "    IF NOT FOUND THEN "
+                "      RAISE EXCEPTION 'batch % of writer % follows one that was not stored', "
+                "        expected, writer USING ERRCODE = 'serialization_failure'; "
+                "    END IF; "
+                "  END IF; "
                 "  FOR i IN 1 .. coalesce(array_length(read_ids, 1), 0) LOOP "
                 "    SELECT max(originator_version) INTO latest FROM {schema}.{table} "
                 "      WHERE originator_id = read_ids[i]; "
@@ -107,9 +249,7 @@ class LockingFunctionRecorder(PostgresApplicationRecorder):
                 "    RETURNING notification_id; "
                 "END; $BODY$"
             ).format(
-                schema=Identifier(self.datastore.schema),
-                function=Identifier(self.insert_function_name),
-                id_type=SQL(self.datastore.originator_id_type),
+                **names,
                 lock_timeout=self.datastore.lock_timeout,
                 table=Identifier(self.events_table_name),
                 channel=Identifier(self.channel_name),
@@ -129,27 +269,41 @@ class LockingFunctionRecorder(PostgresApplicationRecorder):
         # Parameters travel as array literals (see insert_params), on both insert paths.
         self.sql_insert = SQL(
             "SELECT * FROM {schema}.{function}($1::{id_type}[], $2::bigint[], $3::text[], "
-            "$4::bytea[], $5::{id_type}[], $6::bigint[])"
-        ).format(
-            schema=Identifier(self.datastore.schema),
-            function=Identifier(self.insert_function_name),
-            id_type=SQL(self.datastore.originator_id_type),
-        )
+            "$4::bytea[], $5::{id_type}[], $6::bigint[], $7::{id_type}, $8::bigint)"
+        ).format(**names)
+        self.sql_new_writer = SQL(
+            "INSERT INTO {schema}.{writers} (writer_id, seq) VALUES (%s, 0)"
+        ).format(**names)
 
-    @retry(OperationalError, max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """Insert ``stored_events`` unless an aggregate in ``read_set`` (pairs of id and the
         version the command decided on) has a newer event: then nothing is stored and the
-        store answers IntegrityError, as it does when a written aggregate lost a race."""
+        store answers IntegrityError, as it does when a written aggregate lost a race.
+
+        A lock or statement timeout, or a connection that died, is retried (on a new
+        connection); a database that cannot be connected to at all is not (``CannotConnect``):
+        the caller hears at once, instead of after ten attempts."""
         if not stored_events:
             return []
         read_set: Sequence[tuple[Any, int]] = kwargs.get("read_set", ())
         params = insert_params(stored_events, read_set)
-        with self._insert_lock:
+        for attempt in range(1, INSERT_ATTEMPTS + 1):
             try:
-                conn = self._connection()
+                return self._insert_once(params)
+            except CannotConnect:
+                raise
+            except OperationalError:
+                if attempt == INSERT_ATTEMPTS:
+                    raise
+                time.sleep(INSERT_RETRY_WAIT_S)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _insert_once(self, params: list[bytes | None]) -> list[int]:
+        with self._insert_lock:
+            conn = self._connection()
+            try:
                 outcome = result_outcome(_exec(conn, self.sql_insert.as_bytes(conn), params))
                 if isinstance(outcome, BaseException):
                     raise outcome
@@ -218,8 +372,8 @@ class LockingFunctionRecorder(PostgresApplicationRecorder):
             return
         params = ([agg_id for agg_id, _ in read_set], [version for _, version in read_set])
         with self._insert_lock:
+            conn = self._connection()
             try:
-                conn = self._connection()
                 with conn.cursor() as curs:
                     curs.execute(self.sql_changed_reads, params, prepare=True)
                     changed = curs.fetchone()
@@ -231,7 +385,10 @@ class LockingFunctionRecorder(PostgresApplicationRecorder):
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._insert_conn is None or self._insert_conn.closed:
-            self._insert_conn = own_connection(self.datastore)
+            try:
+                self._insert_conn = own_connection(self.datastore)
+            except psycopg.Error as exc:
+                raise CannotConnect(str(exc)) from exc
         return self._insert_conn
 
     def close_insert_connection(self) -> None:
@@ -244,14 +401,18 @@ def own_connection(datastore: PostgresDatastore) -> psycopg.Connection[Any]:
     """A connection outside the pool, with the pool's settings, in autocommit mode."""
     kwargs: dict[str, Any] = dict(datastore.pool.kwargs)  # type: ignore[arg-type]
     kwargs.pop("row_factory", None)
-    return psycopg.Connection.connect(autocommit=True, connect_timeout=10, **kwargs)
+    kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+    return psycopg.Connection.connect(autocommit=True, **kwargs)
 
 
 def insert_params(
-    stored: Sequence[StoredEvent], read_set: Sequence[tuple[Any, int]]
+    stored: Sequence[StoredEvent],
+    read_set: Sequence[tuple[Any, int]],
+    writer: tuple[UUID, int] | None = None,
 ) -> list[bytes | None]:
-    """The insert function's six arrays as text literals: building them here costs less than
-    psycopg adapting lists element by element in Python."""
+    """The insert function's six arrays as text literals (building them here costs less than
+    psycopg adapting lists element by element in Python), then the writer and the sequence
+    number of the batch (NULL, NULL: a batch sent alone, which nothing was decided on)."""
     return [
         _array(_uuid_text(e.originator_id) for e in stored).encode(),
         _array(str(e.originator_version) for e in stored).encode(),
@@ -259,6 +420,8 @@ def insert_params(
         _array(f'"\\\\x{e.state.hex()}"' for e in stored).encode(),
         _array(_uuid_text(agg_id) for agg_id, _ in read_set).encode(),
         _array(str(version) for _, version in read_set).encode(),
+        None if writer is None else writer[0].hex.encode(),
+        None if writer is None else str(writer[1]).encode(),
     ]
 
 
@@ -283,9 +446,16 @@ def result_outcome(data: pq.abc.PGresult | None) -> list[int] | BaseException:
     message = data.get_error_message()
     if sqlstate in (b"23505", b"40001"):
         return IntegrityError(message)
-    if sqlstate.startswith(b"08") or sqlstate in (b"55P03", b"57014"):
-        return OperationalError(message)  # connection lost, lock or statement timeout: retried
+    if sqlstate[:2] in _UNAVAILABLE_CLASSES or sqlstate in (b"55P03", b"25006"):
+        # Connection lost, server shutting down or starting up, out of resources, lock or
+        # statement timeout, read-only: the database, not this batch.
+        return OperationalError(message)
     return DatabaseError(message)
+
+
+# SQLSTATE classes: 08 connection exception, 53 insufficient resources, 57 operator intervention
+# (shutdown, crash, starting up, statement cancelled), 58 system error (I/O).
+_UNAVAILABLE_CLASSES = (b"08", b"53", b"57", b"58")
 
 
 def _exec(conn: psycopg.Connection[Any], sql: bytes, params: list[bytes | None]) -> Any:
@@ -321,8 +491,10 @@ class PipelinedInserter:
     waiting for the one before: the server runs them back to back in the order sent, so the
     table lock passes from one to the next with no round trip to this process in between.
 
-    A batch built on one that then fails is not stored: the insert function refuses events that
-    follow no stored event and reads of versions that are not the latest (serialization_failure).
+    A batch built on one that then fails is not stored: each batch carries this inserter's id
+    and its sequence number, and the insert function stores it only if every batch sent before
+    it was stored (serialization_failure otherwise); it also refuses events that follow no
+    stored event and reads of versions that are not the latest.
     """
 
     STATEMENT = b"ledger_insert_pipelined"
@@ -331,26 +503,52 @@ class PipelinedInserter:
         self.recorder = recorder
         self.conn = own_connection(recorder.datastore)
         self.pg = self.conn.pgconn
+        self.writer_id = uuid.uuid4()
+        try:
+            self.conn.execute(recorder.sql_new_writer, (self.writer_id,))
+        except psycopg.Error as exc:
+            self.conn.close()
+            raise OperationalError(str(exc)) from exc
         result = self.pg.prepare(self.STATEMENT, recorder.sql_insert.as_bytes(self.conn), None)
         if result.status != pq.ExecStatus.COMMAND_OK:
+            self.conn.close()
             raise OperationalError(result.get_error_message())
         self.pg.enter_pipeline_mode()
         self.in_flight = 0
+        self.stored_batches = 0  # the writer row's seq: batches of this inserter stored
         self._data: pq.abc.PGresult | None = None
 
+    # The writer hears of a broken connection as the store's OperationalError, like every other
+    # failure to reach the database (the driver's errors stay inside this module).
     def send(self, stored: Sequence[StoredEvent], read_set: Sequence[tuple[Any, int]]) -> None:
-        self.pg.send_query_prepared(self.STATEMENT, insert_params(stored, read_set), None, 0)
-        self.pg.pipeline_sync()
-        while self.pg.flush():  # 1: not all sent yet
-            select.select([], [self.pg.socket], [], 1.0)
+        try:
+            # Sent as if every batch in flight will be stored: if one is not, every later one
+            # is refused too, and the writer decides them again.
+            writer = (self.writer_id, self.stored_batches + self.in_flight)
+            params = insert_params(stored, read_set, writer)
+            self.pg.send_query_prepared(self.STATEMENT, params, None, 0)
+            self.pg.pipeline_sync()
+            while self.pg.flush():  # 1: not all sent yet
+                select.select([], [self.pg.socket], [], 1.0)
+        except psycopg.Error as exc:
+            raise OperationalError(str(exc)) from exc
         self.in_flight += 1
 
     def fileno(self) -> int:
-        return self.pg.socket
+        try:
+            return self.pg.socket
+        except psycopg.Error as exc:
+            raise OperationalError(str(exc)) from exc
 
     def poll(self) -> list[list[int] | BaseException]:
         """Outcomes of the batches that have completed, oldest first, without waiting: each the
         notification ids of its events, or IntegrityError if it lost a race."""
+        try:
+            return self._poll()
+        except psycopg.Error as exc:
+            raise OperationalError(str(exc)) from exc
+
+    def _poll(self) -> list[list[int] | BaseException]:
         outcomes: list[list[int] | BaseException] = []
         self.pg.consume_input()
         while self.in_flight and not self.pg.is_busy():
@@ -358,7 +556,10 @@ class PipelinedInserter:
             if result is None:  # end of one statement's results
                 continue
             if result.status == pq.ExecStatus.PIPELINE_SYNC:
-                outcomes.append(result_outcome(self._data))
+                outcome = result_outcome(self._data)
+                if not isinstance(outcome, BaseException):
+                    self.stored_batches += 1
+                outcomes.append(outcome)
                 self._data = None
                 self.in_flight -= 1
             elif self._data is None:
