@@ -56,7 +56,9 @@ def create_app(settings: Settings, ledger: VoucherLedger | None = None) -> Ledge
     problems.install(app)
     resources: dict[str, Any] = {
         "/v1/health": admin.Health(reader),
-        "/v1/principals": admin.Principals(ledger),
+        "/v1/principals": admin.Principals(ledger, reader),
+        "/v1/principals/{id}/revoke": admin.PrincipalRevoke(ledger),
+        "/v1/principals/{id}/rotate": admin.PrincipalRotate(ledger),
         "/v1/funding-sources": funding.FundingSources(ledger),
         "/v1/funding-sources/{id}": funding.FundingSource(ledger, reader),
         "/v1/programs": funding.Programs(ledger),
@@ -64,6 +66,8 @@ def create_app(settings: Settings, ledger: VoucherLedger | None = None) -> Ledge
         "/v1/institutions": institutions.Institutions(ledger),
         "/v1/institutions/{id}": institutions.Institution(ledger),
         "/v1/institutions/{id}/balances": institutions.Balances(ledger, reader),
+        "/v1/institutions/{id}/keys": institutions.Keys(ledger),
+        "/v1/institutions/{id}/payment-details": institutions.PaymentDetails(ledger),
         "/v1/institutions/{id}/freeze": institutions.Freeze(ledger),
         "/v1/institutions/{id}/unfreeze": institutions.Unfreeze(ledger),
         "/v1/vouchers": vouchers.Vouchers(ledger, reader),

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from audit import report_render
 from audit.service import Auditor
 from ledger.application import VoucherLedger
-from ledger.demo import PROGRAMME_A, PROGRAMME_B, load_demo
+from ledger.demo import PROGRAMME_A, PROGRAMME_B, demo_secret, load_demo
 from ledger.errors import LedgerError
 from ledger.money import yuan
 from ledger.settings import Settings
@@ -41,17 +41,24 @@ def print_summary(app: VoucherLedger, source_ids: Sequence[str]) -> None:
 def cmd_demo(app: VoucherLedger, _: argparse.Namespace) -> int:
     from ledger.demo import CITY, COUNTY, PROVINCE
 
-    result = load_demo(app)
+    result = load_demo(app, demo_secret(app.settings.demo_secret_path))
     print("demo data loaded" if result.loaded else "demo data already present: nothing changed")
     r = app.redemption(result.worked_redemption_id)
     print(f"\nworked example (API_CONTRACT.md §5): redemption {r.id}")
     print(
         f"  contract {yuan(r.contract_amount_fen)} yuan -> subsidy {yuan(r.subsidy_fen)} "
         f"({', '.join(f'{s} {yuan(a)}' for s, a in r.splits)}), enterprise pays "
-        f"{yuan(r.enterprise_pays_fen)}, provider bonus {yuan(r.provider_bonus_fen)}"
+        f"{yuan(r.enterprise_pays_fen)}, provider bonus {yuan(r.post_subsidy_fen)}"
     )
     print(f"  programmes: {PROGRAMME_A}, {PROGRAMME_B}\n")
     print_summary(app, [PROVINCE, CITY, COUNTY])
+    print("\ndemo tokens, one per role (the same each time; `serve` prints the admin's):")
+    for role, token in result.tokens.items():
+        print(f"  {role:<16} {token}")
+    print(
+        "\ntry: curl -s -H 'Authorization: Bearer <auditor token>' "
+        "http://127.0.0.1:8080/v1/funding-sources/city-2026"
+    )
     return 0
 
 

@@ -25,18 +25,41 @@ def source_amounts(pairs: Iterable[tuple[str, int]]) -> list[Body]:
 
 
 def principal(p: PrincipalView, token: str | None) -> Body:
+    return {**principal_row(p), "token": token}
+
+
+def principal_row(p: PrincipalView) -> Body:
+    """A principal as an admin lists it: never a token."""
     return {
         "id": str(p.id),
         "name": p.name,
         "role": p.role,
         "institution_id": p.institution_id,
-        "token": token,
+        "revoked": p.revoked,
+    }
+
+
+def principal_row_of(r: dict[str, Any]) -> Body:
+    """A principal from its view row, with its position (the page cursor)."""
+    return {
+        "id": r["principal_id"],
+        "name": r["name"],
+        "role": r["role"],
+        "institution_id": r["institution_id"],
+        "revoked": bool(r["revoked"]),
+        "position": r["created_position"],
     }
 
 
 def funding_source(
-    s: FundingSourceView, disbursed_fen: int = 0, live_vouchers: int | None = None
+    s: FundingSourceView,
+    disbursed_fen: int = 0,
+    live_vouchers: int | None = None,
+    post_subsidy_fen: int = 0,
 ) -> Body:
+    """A source's status. ``reserved_fen``/``released_fen`` are the subsidy's; what it holds
+    for post-subsidy (the wire's ``provider_bonus``) is shown beside them, and committed and
+    available include both."""
     body = {
         "id": s.id,
         "name": s.name,
@@ -46,8 +69,11 @@ def funding_source(
         "document_ref": s.document_ref,
         "reserved_fen": s.reserved_fen,
         "released_fen": s.released_fen,
+        "provider_bonus_reserved_fen": s.post_subsidy_reserved_fen,
+        "provider_bonus_released_fen": s.post_subsidy_released_fen,
         "committed_fen": s.committed_fen,
         "disbursed_fen": disbursed_fen,
+        "provider_bonus_fen": post_subsidy_fen,
         "recovered_fen": s.recovered_fen,
         "available_fen": s.available_fen,
     }
@@ -63,9 +89,9 @@ def program(p: ProgrammeView) -> Body:
         "fiscal_year": p.fiscal_year,
         "shares": [{"source_id": s, "share_bp": bp} for s, bp in p.shares],
         "max_face_value_fen": p.max_face_value_fen,
-        "provider_bonus_rate_bp": p.provider_bonus_rate_bp,
-        "provider_bonus_source_id": p.provider_bonus_source_id,
-        "provider_annual_cap_fen": p.provider_annual_cap_fen,
+        "provider_bonus_rate_bp": p.post_subsidy_rate_bp,
+        "provider_bonus_source_id": p.post_subsidy_source_id,
+        "provider_annual_cap_fen": p.post_subsidy_annual_cap_fen,
         "enterprise_annual_cap_fen": p.enterprise_annual_cap_fen,
     }
 
@@ -76,6 +102,9 @@ def institution(i: InstitutionView) -> Body:
         "name": i.name,
         "kind": i.kind,
         "public_key_pem": i.public_key_pem,
+        "public_keys": [{"sha256": f, "public_key_pem": pem} for f, pem in i.public_keys],
+        "bank_account": i.bank_account,
+        "contact": i.contact,
         "frozen": i.frozen,
         "frozen_reason": i.frozen_reason,
     }
@@ -93,6 +122,14 @@ def voucher(v: VoucherView) -> Body:
         "status": v.status,
         "reservations": source_amounts(v.reservations),
         "remaining_by_source": source_amounts(v.remaining_by_source),
+        "issued_on": v.issued_on,
+        # What it holds for its redemptions' post-subsidy, apart from the subsidy's reservations.
+        "provider_bonus_reservation": (
+            None
+            if v.post_subsidy_source_id is None
+            else {"source_id": v.post_subsidy_source_id, "amount_fen": v.post_subsidy_reserved_fen}
+        ),
+        "provider_bonus_remaining_fen": v.post_subsidy_remaining_fen,
     }
 
 
@@ -109,10 +146,16 @@ def redemption(r: RedemptionView) -> Body:
         "subsidy_fen": r.subsidy_fen,
         "enterprise_pays_fen": r.enterprise_pays_fen,
         "splits": source_amounts(r.splits),
-        "provider_bonus_fen": r.provider_bonus_fen,
+        "honoured_contract_fen": r.honoured_contract_fen,
+        "provider_bonus_fen": r.post_subsidy_fen,
+        "provider_bonus_source_id": r.post_subsidy_source_id,
         "voucher_remaining_fen": r.voucher_remaining_fen,
         "clawed_back": r.clawed_back,
         "rules": list(r.rules),
+        "rule_params": r.rule_params or {},
+        "signature": r.signature,
+        "signed_payload": r.signed_payload,
+        "public_key_sha256": r.public_key_sha256,
     }
 
 
@@ -131,10 +174,12 @@ def balances(institution_id: str, fiscal_year: int, e: Any | None, p: Any | None
         ),
         "redeemed_contract_fen": p.redeemed_contract_fen if p else 0,
         "subsidy_earned_fen": p.subsidy_earned_fen if p else 0,
-        "provider_bonus_fen": p.bonus_accrued_fen - p.bonus_clawed_back_fen if p else 0,
+        "provider_bonus_fen": p.post_subsidy_accrued_fen - p.post_subsidy_clawed_back_fen
+        if p
+        else 0,
         "provider_bonus_cap_remaining_fen": (
-            cap_remaining_fen(p.bonus_cap_fen, p.bonus_accrued_fen)
-            if p and p.bonus_cap_fen is not None
+            cap_remaining_fen(p.post_subsidy_cap_fen, p.post_subsidy_accrued_fen)
+            if p and p.post_subsidy_cap_fen is not None
             else None
         ),
     }

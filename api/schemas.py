@@ -10,7 +10,7 @@ from ledger.funding import LEVELS
 from ledger.institution import KINDS
 from ledger.money import MAX_AMOUNT_FEN
 from ledger.principals import ROLES
-from ledger.validate import MAX_FISCAL_YEAR, MAX_TEXT_LEN, MIN_FISCAL_YEAR
+from ledger.validate import FORBIDDEN_TEXT_CLASS, MAX_FISCAL_YEAR, MAX_TEXT_LEN, MIN_FISCAL_YEAR
 
 Schema = dict[str, Any]
 
@@ -19,12 +19,13 @@ POSITIVE_FEN: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT_F
 BP: Schema = {"type": "integer", "minimum": 0, "maximum": 10_000}
 YEAR: Schema = {"type": "integer", "minimum": MIN_FISCAL_YEAR, "maximum": MAX_FISCAL_YEAR}
 DATE: Schema = {"type": "string", "format": "date", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
-# What ledger.validate.check_text admits: no control characters, not only white space.
+# What ledger.validate.check_text admits: no control, format, separator or surrogate
+# characters, not only white space.
 TEXT: Schema = {
     "type": "string",
     "minLength": 1,
     "maxLength": MAX_TEXT_LEN,
-    "pattern": r"^[^\x00-\x1f]*$",
+    "pattern": f"^[^{FORBIDDEN_TEXT_CLASS}]*$",
     "not": {"pattern": r"^\s*$"},
 }
 KEY: Schema = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"}
@@ -68,6 +69,14 @@ SOURCE_AMOUNTS: Schema = {"type": "array", "items": obj({"source_id": KEY, "amou
 
 
 REASON = obj({"reason": TEXT})
+PUBLIC_KEY_PEM: Schema = {"type": "string", "minLength": 1, "maxLength": 1000}
+PRINCIPAL_FIELDS: dict[str, Schema] = {
+    "id": UUID_STR,
+    "name": TEXT,
+    "role": {"enum": list(ROLES)},
+    "institution_id": nullable(USCC),
+    "revoked": {"type": "boolean"},
+}
 
 REQUESTS: dict[str, Schema] = {
     "NewPrincipal": obj(
@@ -104,7 +113,7 @@ REQUESTS: dict[str, Schema] = {
     "NewInstitution": obj(
         {"id": USCC, "name": TEXT, "kind": {"enum": list(KINDS)}},
         {
-            "public_key_pem": nullable({"type": "string", "minLength": 1, "maxLength": 1000}),
+            "public_key_pem": nullable(PUBLIC_KEY_PEM),
             "bank_account": nullable({**TEXT, "maxLength": MAX_BANK_ACCOUNT_LEN}),
             "contact": nullable(TEXT),
         },
@@ -129,6 +138,15 @@ REQUESTS: dict[str, Schema] = {
         {"signature": {"type": "string", "minLength": 1, "maxLength": 200}},
     ),
     "Reason": REASON,
+    "Empty": obj({}),
+    "NewPublicKey": obj({"public_key_pem": PUBLIC_KEY_PEM, "reason": TEXT}),
+    "PaymentDetails": obj(
+        {
+            "bank_account": nullable({**TEXT, "maxLength": MAX_BANK_ACCOUNT_LEN}),
+            "contact": nullable(TEXT),
+            "reason": TEXT,
+        }
+    ),
     "Clawback": obj({"reason_code": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9-]{0,39}$"}}),
 }
 
@@ -143,14 +161,12 @@ RESPONSES: dict[str, Schema] = {
     ),
     "Principal": obj(
         {
-            "id": UUID_STR,
-            "name": TEXT,
-            "role": {"enum": list(ROLES)},
-            "institution_id": nullable(USCC),
+            **PRINCIPAL_FIELDS,
             # Shown once, in the 201 that creates it: a replayed response carries null.
             "token": nullable({"type": "string", "minLength": (TOKEN_BYTES * 4) // 3}),
         }
     ),
+    "PrincipalPage": page(obj({**PRINCIPAL_FIELDS, "position": COUNT})),
     "FundingSource": obj(
         {
             "id": KEY,
@@ -161,8 +177,11 @@ RESPONSES: dict[str, Schema] = {
             "document_ref": TEXT,
             "reserved_fen": FEN,
             "released_fen": FEN,
+            "provider_bonus_reserved_fen": FEN,
+            "provider_bonus_released_fen": FEN,
             "committed_fen": FEN,
             "disbursed_fen": FEN,
+            "provider_bonus_fen": FEN,
             "recovered_fen": FEN,
             "available_fen": FEN,
         },
@@ -187,6 +206,12 @@ RESPONSES: dict[str, Schema] = {
             "name": TEXT,
             "kind": {"enum": list(KINDS)},
             "public_key_pem": nullable({"type": "string"}),
+            "public_keys": {
+                "type": "array",
+                "items": obj({"sha256": HEX_HASH, "public_key_pem": {"type": "string"}}),
+            },
+            "bank_account": nullable({"type": "string"}),
+            "contact": nullable({"type": "string"}),
             "frozen": {"type": "boolean"},
             "frozen_reason": nullable({"type": "string"}),
         }
@@ -203,6 +228,9 @@ RESPONSES: dict[str, Schema] = {
             "status": {"enum": ["active", "used_up", "expired", "revoked"]},
             "reservations": SOURCE_AMOUNTS,
             "remaining_by_source": SOURCE_AMOUNTS,
+            "issued_on": nullable(DATE),
+            "provider_bonus_reservation": nullable(obj({"source_id": KEY, "amount_fen": FEN})),
+            "provider_bonus_remaining_fen": FEN,
         },
         {"as_of": {"type": "string"}},
     ),
@@ -219,10 +247,18 @@ RESPONSES: dict[str, Schema] = {
             "subsidy_fen": FEN,
             "enterprise_pays_fen": FEN,
             "splits": SOURCE_AMOUNTS,
+            "honoured_contract_fen": FEN,
             "provider_bonus_fen": FEN,
+            "provider_bonus_source_id": KEY,
             "voucher_remaining_fen": FEN,
             "clawed_back": {"type": "boolean"},
             "rules": {"type": "array", "items": {"type": "string"}},
+            # By rule ref: the parameters the amounts were decided with.
+            "rule_params": {"type": "object"},
+            "signature": nullable({"type": "string"}),
+            # The exact bytes the provider signed (canonical JSON), to check with its key.
+            "signed_payload": nullable({"type": "string"}),
+            "public_key_sha256": nullable(HEX_HASH),
         }
     ),
     "Balances": obj(

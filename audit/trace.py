@@ -119,7 +119,7 @@ class Tracer:
             "subsidy_fen": claim.subsidy_fen,
             "enterprise_pays_fen": claim.enterprise_pays_fen,
             "splits": [{"source_id": s, "amount_fen": a} for s, a in claim.splits],
-            "provider_bonus_fen": claim.provider_bonus_fen,
+            "provider_bonus_fen": claim.post_subsidy_fen,
             "rules": list(claim.rules),
             "acted_by": claim.redeemed_by,
             "events": [

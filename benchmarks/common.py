@@ -17,7 +17,7 @@ from ledger.application import VoucherLedger
 from ledger.settings import Settings
 from ledger.uscc import make_uscc
 
-TODAY = dt.date(2026, 3, 1)
+TODAY = dt.date(2026, 4, 1)
 BIG_FEN = 10**14
 
 
@@ -77,9 +77,9 @@ def load(url: str, *, vouchers: int, enterprises: int = 50, providers: int = 20)
         fiscal_year=2026,
         shares=[("prov", 6000), ("city", 3000)],
         max_face_value_fen=BIG_FEN,
-        provider_bonus_rate_bp=500,
-        provider_bonus_source_id="city",
-        provider_annual_cap_fen=BIG_FEN,
+        post_subsidy_rate_bp=500,
+        post_subsidy_source_id="city",
+        post_subsidy_annual_cap_fen=BIG_FEN,
         enterprise_annual_cap_fen=BIG_FEN,
         actor=actor,
     )

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -20,15 +21,17 @@ from eventsourcing.persistence import Transcoder
 from eventsourcing.utils import get_topic
 
 from ledger import commands as cmd
+from ledger import redemptions
 from ledger.adapters.postgres import schema_creation_lock
 from ledger.caps import EnterpriseYear, ProviderYear
 from ledger.claims import ContractClaim
-from ledger.errors import NotFound, ValidationError
+from ledger.errors import NotFound, Refused, ValidationError
 from ledger.funding import LEVELS, FundingSource, Programme
 from ledger.idempotency import Idempotency, run_idempotent
 from ledger.institution import KINDS, Institution
 from ledger.money import MAX_AMOUNT_FEN, check_bp, check_fen
-from ledger.principals import ROLES, Principal
+from ledger.principals import ROLES, Principal, TokenBinding
+from ledger.redemptions import Redeem
 from ledger.settings import Settings
 from ledger.transcoder import FastJSONTranscoder
 from ledger.uscc import check_uscc
@@ -93,7 +96,7 @@ class VoucherLedger(Application[UUID]):
                 super().__init__(env=env)
         else:
             super().__init__(env=env)
-        self.today = clock or dt.date.today
+        self.today = clock or china_today
         self.writer = Writer(
             self,
             max_batch=max_batch,
@@ -114,7 +117,7 @@ class VoucherLedger(Application[UUID]):
         super().close()
 
     def _run(
-        self, fn: Callable[..., T], command: Any, idempotency: Idempotency | None = None
+        self, fn: Callable[..., T | Refused], command: Any, idempotency: Idempotency | None = None
     ) -> tuple[T, int | None]:
         """Run a command through the writer; returns its result and the log position of its
         last event. With ``idempotency`` the result may be a ``Replay`` of the first response."""
@@ -122,6 +125,8 @@ class VoucherLedger(Application[UUID]):
             outcome: Outcome = self.writer.run(fn, command)
         else:
             outcome = self.writer.run(run_idempotent, fn, command, idempotency)
+        if isinstance(outcome.value, Refused):  # refused, with evidence or its key stored
+            raise outcome.value.error
         return outcome.value, outcome.position
 
     # ---- commands ------------------------------------------------------------------------
@@ -159,9 +164,9 @@ class VoucherLedger(Application[UUID]):
         fiscal_year: Any,
         shares: Any,
         max_face_value_fen: Any,
-        provider_bonus_rate_bp: Any,
-        provider_bonus_source_id: Any,
-        provider_annual_cap_fen: Any,
+        post_subsidy_rate_bp: Any,
+        post_subsidy_source_id: Any,
+        post_subsidy_annual_cap_fen: Any,
         enterprise_annual_cap_fen: Any,
         actor: str,
         idempotency: Idempotency | None = None,
@@ -176,12 +181,12 @@ class VoucherLedger(Application[UUID]):
                 max_face_value_fen=check_fen(
                     max_face_value_fen, "max_face_value_fen", positive=True
                 ),
-                provider_bonus_rate_bp=check_bp(provider_bonus_rate_bp, "provider_bonus_rate_bp"),
-                provider_bonus_source_id=check_key(
-                    provider_bonus_source_id, "provider_bonus_source_id"
+                post_subsidy_rate_bp=check_bp(post_subsidy_rate_bp, "provider_bonus_rate_bp"),
+                post_subsidy_source_id=check_key(
+                    post_subsidy_source_id, "provider_bonus_source_id"
                 ),
-                provider_annual_cap_fen=check_fen(
-                    provider_annual_cap_fen, "provider_annual_cap_fen"
+                post_subsidy_annual_cap_fen=check_fen(
+                    post_subsidy_annual_cap_fen, "provider_annual_cap_fen"
                 ),
                 enterprise_annual_cap_fen=check_fen(
                     enterprise_annual_cap_fen, "enterprise_annual_cap_fen"
@@ -226,6 +231,54 @@ class VoucherLedger(Application[UUID]):
         self, uscc: Any, *, reason: Any, actor: str, idempotency: Idempotency | None = None
     ) -> tuple[InstitutionView, int | None]:
         return self._set_frozen(uscc, False, reason, actor, idempotency)
+
+    def register_key(
+        self,
+        uscc: Any,
+        *,
+        public_key_pem: Any,
+        reason: Any,
+        actor: str,
+        idempotency: Idempotency | None = None,
+    ) -> tuple[InstitutionView, int | None]:
+        """A provider's new Ed25519 signing key: claims committed from now on are checked
+        against it; claims signed before stay verifiable against the key they name."""
+        pem = _check_public_key(public_key_pem)
+        if pem is None:
+            raise ValidationError("public_key_pem must be a PEM public key")
+        return self._run(
+            cmd.register_key,
+            cmd.RegisterKey(
+                uscc=check_uscc(uscc),
+                public_key_pem=pem,
+                reason=check_text(reason, "reason"),
+                actor=actor,
+            ),
+            idempotency=idempotency,
+        )
+
+    def change_payment_details(
+        self,
+        uscc: Any,
+        *,
+        bank_account: Any,
+        contact: Any,
+        reason: Any,
+        actor: str,
+        idempotency: Idempotency | None = None,
+    ) -> tuple[InstitutionView, int | None]:
+        """A new bank account or contact (null clears it), recorded with who and why."""
+        return self._run(
+            cmd.change_payment_details,
+            cmd.ChangePaymentDetails(
+                uscc=check_uscc(uscc),
+                bank_account=check_optional_text(bank_account, "bank_account", max_len=64),
+                contact=check_optional_text(contact, "contact"),
+                reason=check_text(reason, "reason"),
+                actor=actor,
+            ),
+            idempotency=idempotency,
+        )
 
     def _set_frozen(
         self,
@@ -285,8 +338,8 @@ class VoucherLedger(Application[UUID]):
         idempotency: Idempotency | None = None,
     ) -> tuple[RedemptionView, int | None]:
         """Refused as self-dealing or as a duplicate claim, the attempt is stored (a
-        ``RefusedRedemption``) before the refusal is raised; nothing else changes."""
-        command = cmd.Redeem(
+        ``RefusedRedemption``) in the same command; nothing else changes."""
+        command = Redeem(
             voucher_id=check_uuid(voucher_id, "voucher"),
             provider_id=check_uscc(provider_id, "provider_id"),
             contract_no=check_key(contract_no, "contract_no"),
@@ -299,12 +352,9 @@ class VoucherLedger(Application[UUID]):
             signature=check_optional_text(signature, "signature", max_len=200),
             actor=actor,
             signed_payload=signed_payload,
+            today=self.today(),
         )
-        try:
-            return self._run(cmd.redeem, command, idempotency=idempotency)
-        except cmd.RECORDED_REFUSALS as refusal:
-            self._run(cmd.record_refusal, cmd.Refusal(command, refusal.slug, refusal.detail))
-            raise
+        return self._run(redemptions.redeem, command, idempotency=idempotency)
 
     def revoke_voucher(
         self,
@@ -335,8 +385,8 @@ class VoucherLedger(Application[UUID]):
         if not isinstance(reason_code, str) or not _REASON_CODE_RE.fullmatch(reason_code):
             raise ValidationError("reason_code must be 1-40 of lower-case letters, digits and -")
         return self._run(
-            cmd.claw_back,
-            cmd.ClawBack(
+            redemptions.claw_back,
+            redemptions.ClawBack(
                 redemption_id=check_uuid(redemption_id, "redemption"),
                 reason_code=reason_code,
                 actor=actor,
@@ -352,10 +402,14 @@ class VoucherLedger(Application[UUID]):
         institution_id: Any = None,
         actor: str,
         idempotency: Idempotency | None = None,
+        token: str | None = None,
     ) -> tuple[PrincipalView, str, int | None]:
         """Create a principal; returns it and its token (32 random bytes, URL-safe base64), which
-        is shown this once: only its SHA-256 is stored."""
-        token = secrets.token_urlsafe(TOKEN_BYTES)
+        is shown this once: only its SHA-256 is stored. ``token``: one the caller chose (the
+        demo's, derived from a secret), at least as long as a random one."""
+        if token is not None and len(token) < (TOKEN_BYTES * 4) // 3:
+            raise ValidationError("a chosen token must hold at least 256 bits")
+        token = token or secrets.token_urlsafe(TOKEN_BYTES)
         view, position = self._run(
             cmd.create_principal,
             cmd.CreatePrincipal(
@@ -370,16 +424,65 @@ class VoucherLedger(Application[UUID]):
         return view, token, position
 
     def principal_for_token(self, token: str) -> PrincipalView | None:
-        """The principal a bearer token stands for, or None. The stored digest is compared in
-        constant time."""
+        """The principal a bearer token stands for, or None: unknown, rotated out or revoked.
+        The stored digest is compared in constant time."""
         digest = token_digest(token)
+        principal = self._find(Principal, Principal.create_id(digest))
+        if principal is None:  # not a first token: perhaps one rotated in
+            binding = self._find(TokenBinding, TokenBinding.create_id(digest))
+            if binding is not None:
+                principal = self._find(Principal, binding.principal_id)
+        if principal is None or principal.revoked:
+            return None
+        if not hmac.compare_digest(principal.token_sha256, digest):
+            return None
+        return PrincipalView.of(principal)
+
+    def revoke_principal(
+        self, principal_id: Any, *, reason: Any, actor: str, idempotency: Idempotency | None = None
+    ) -> tuple[PrincipalView, int | None]:
+        return self._run(
+            cmd.revoke_principal,
+            cmd.RevokePrincipal(
+                principal_id=check_uuid(principal_id, "principal"),
+                reason=check_text(reason, "reason"),
+                actor=actor,
+            ),
+            idempotency=idempotency,
+        )
+
+    def rotate_principal(
+        self, principal_id: Any, *, actor: str, idempotency: Idempotency | None = None
+    ) -> tuple[PrincipalView, str, int | None]:
+        """A new token for the principal (shown this once); the old one is refused from now."""
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        view, position = self._run(
+            cmd.rotate_token,
+            cmd.RotateToken(
+                principal_id=check_uuid(principal_id, "principal"),
+                token_sha256=token_digest(token),
+                actor=actor,
+            ),
+            idempotency=idempotency,
+        )
+        return view, token, position
+
+    def principal_changes(self, after: int) -> tuple[list[UUID], int]:
+        """Principals revoked or given a new token after position ``after``, and the last
+        position looked at: what a cache of principals must forget."""
+        head = self.recorder.max_notification_id() or 0
+        changed = [
+            event.originator_id
+            for _, event in self._follow_topics(PRINCIPAL_CHANGES, after, stop=head)
+        ]
+        return changed, max(after, head)
+
+    def _find(self, cls: type[A], agg_id: UUID) -> A | None:
         try:
-            agg: Aggregate = self.repository.get(Principal.create_id(digest))
+            agg: Aggregate = self.repository.get(agg_id)
         except AggregateNotFoundError:
             return None
-        if not isinstance(agg, Principal) or not hmac.compare_digest(agg.token_sha256, digest):
-            return None
-        return PrincipalView.of(agg)
+        return agg if isinstance(agg, cls) else None
 
     def expire_vouchers(self, as_of: Any, *, actor: str) -> list[UUID]:
         """Sweep: record expiry of every active voucher whose use-by date is before ``as_of``,
@@ -400,9 +503,15 @@ class VoucherLedger(Application[UUID]):
     def _follow(self, event_class: type[Any], after: int) -> Iterator[tuple[int, Any]]:
         """(position, event) of every ``event_class`` event after position ``after``, in log
         order, read a page at a time."""
-        topic = get_topic(event_class)
+        return self._follow_topics([get_topic(event_class)], after)
+
+    def _follow_topics(
+        self, topics: list[str], after: int, stop: int | None = None
+    ) -> Iterator[tuple[int, Any]]:
         while True:
-            page = self.recorder.select_notifications(after + 1, NOTIFICATION_PAGE, topics=[topic])
+            page = self.recorder.select_notifications(
+                after + 1, NOTIFICATION_PAGE, stop=stop, topics=topics
+            )
             for n in page:
                 yield n.id, self.mapper.to_domain_event(n)
             if len(page) < NOTIFICATION_PAGE:
@@ -446,21 +555,20 @@ class VoucherLedger(Application[UUID]):
         """Subsidy redeemed against ``source_id`` (clawbacks show as recovered, not here), read
         from the claims in the log (up to ``as_of``). Redemptions never write the funding source
         (DESIGN.md §3); the projections keep the running total for reads of the present."""
-        totals: dict[str, int] = {}
-        self._add_claims(totals, 0, as_of)
-        return totals.get(source_id, 0)
+        return self.owed_fen(source_id, as_of)[0]
 
-    def _add_claims(self, totals: dict[str, int], after: int, as_of: dt.datetime | None) -> int:
-        """Add the splits of claims after position ``after`` (up to ``as_of``) to ``totals``;
-        returns the last position read."""
-        last = after
+    def owed_fen(self, source_id: str, as_of: dt.datetime | None = None) -> tuple[int, int]:
+        """(subsidy, post-subsidy) that redemptions up to ``as_of`` made ``source_id`` owe,
+        clawbacks not subtracted (they count as recovered)."""
+        subsidy_fen = post_subsidy_fen = 0
         claimed = ContractClaim.Claimed  # type: ignore[attr-defined]
-        for last, claim in self._follow(claimed, after):  # noqa: B007 (last is returned)
+        for _, claim in self._follow(claimed, 0):
             if as_of is not None and claim.timestamp > as_of:
                 continue  # timestamps of concurrent writers may interleave in log order
-            for s, amount_fen in claim.splits:
-                totals[s] = totals.get(s, 0) + amount_fen
-        return last
+            subsidy_fen += sum(a for s, a in claim.splits if s == source_id)
+            if claim.post_subsidy_source_id == source_id:
+                post_subsidy_fen += claim.post_subsidy_fen
+        return subsidy_fen, post_subsidy_fen
 
     def programme(self, programme_id: Any) -> ProgrammeView:
         key = check_key(programme_id, "id")
@@ -503,10 +611,24 @@ class VoucherLedger(Application[UUID]):
             return None
 
 
+CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
+
+
+def china_today() -> dt.date:
+    """Today in China Standard Time (API_CONTRACT.md §2): after 16:00 UTC it is tomorrow."""
+    return dt.datetime.now(CHINA_STANDARD_TIME).date()
+
+
 def token_digest(token: str) -> str:
     """SHA-256 of a bearer token, hex. A token has 256 random bits, so no salt or slow hash
     is needed: nobody can guess one from its digest."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+PRINCIPAL_CHANGES = [
+    get_topic(getattr(Principal, "Revoked")),  # noqa: B009
+    get_topic(getattr(Principal, "TokenRotated")),  # noqa: B009
+]
 
 
 def _topics_of(*classes: type[Aggregate]) -> list[str]:
@@ -551,8 +673,9 @@ def _check_public_key(value: Any) -> str | None:
         raise ValidationError("public_key_pem must be a PEM string")
     try:
         key = load_pem_public_key(value.encode())
-    except ValueError:
-        raise ValidationError("public_key_pem is not a PEM public key") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # not PEM, or an algorithm or curve
+        # this build of cryptography does not know
+        raise ValidationError("public_key_pem must be an Ed25519 public key in PEM") from None
     if not isinstance(key, Ed25519PublicKey):
         raise ValidationError("public_key_pem must be an Ed25519 public key")
     return value

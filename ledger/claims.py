@@ -10,8 +10,9 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ledger.errors import InvalidState
-from ledger.events import create
+from ledger.events import create, evolve, renamed
 from ledger.ids import unique_named_id
+from ledger.rules import one_contract_one_claim_key
 
 
 class ContractClaim(Aggregate):
@@ -19,7 +20,9 @@ class ContractClaim(Aggregate):
 
     @staticmethod
     def create_id(provider_id: str, contract_no: str) -> UUID:
-        return unique_named_id("contract-claim", provider_id, contract_no)
+        return unique_named_id(
+            "contract-claim", provider_id, one_contract_one_claim_key(contract_no)
+        )
 
     @event("Claimed")
     def __init__(
@@ -37,12 +40,15 @@ class ContractClaim(Aggregate):
         subsidy_fen: int,
         enterprise_pays_fen: int,
         splits: list[list[Any]],
-        provider_bonus_fen: int,
-        provider_bonus_source_id: str,
+        honoured_contract_fen: int,
+        post_subsidy_fen: int,
+        post_subsidy_source_id: str,
         actor: str,
         rules: list[str],
+        rule_params: dict[str, Any],
         signature: str | None = None,
         signed_payload: str | None = None,
+        public_key_sha256: str | None = None,
     ) -> None:
         self.provider_id = provider_id
         self.contract_no = contract_no
@@ -57,12 +63,15 @@ class ContractClaim(Aggregate):
         self.subsidy_fen = subsidy_fen
         self.enterprise_pays_fen = enterprise_pays_fen
         self.splits = [(str(s), int(a)) for s, a in splits]
-        self.provider_bonus_fen = provider_bonus_fen
-        self.provider_bonus_source_id = provider_bonus_source_id
+        self.honoured_contract_fen = honoured_contract_fen  # what the post-subsidy is a rate of
+        self.post_subsidy_fen = post_subsidy_fen
+        self.post_subsidy_source_id = post_subsidy_source_id
         self.redeemed_by = actor
         self.rules = list(rules)
+        self.rule_params = rule_params  # by rule ref: the parameters the amounts were decided by
         self.signature = signature
         self.signed_payload = signed_payload  # the exact bytes signed, for a third party
+        self.public_key_sha256 = public_key_sha256  # the key it was checked against
         self.clawed_back = False
 
     @classmethod
@@ -87,7 +96,7 @@ class ContractClaim(Aggregate):
 class InvoiceClaim(Aggregate):
     @staticmethod
     def create_id(invoice_no: str) -> UUID:
-        return unique_named_id("invoice-claim", invoice_no)
+        return unique_named_id("invoice-claim", one_contract_one_claim_key(invoice_no))
 
     @event("Claimed")
     def __init__(self, invoice_no: str, provider_id: str, redemption_id: UUID, actor: str) -> None:
@@ -128,3 +137,19 @@ class RefusedRedemption(Aggregate):
         self.slug = slug
         self.detail = detail
         self.attempted_by = actor
+
+
+def _claimed_v1_v2(state: dict[str, Any]) -> None:
+    # Before the post-subsidy was covered by its source, it was a rate of the whole contract.
+    renamed(
+        state,
+        {
+            "provider_bonus_fen": "post_subsidy_fen",
+            "provider_bonus_source_id": "post_subsidy_source_id",
+        },
+    )
+    state.setdefault("honoured_contract_fen", state["contract_amount_fen"])
+    state.setdefault("rule_params", {})
+
+
+evolve(ContractClaim.Claimed, _claimed_v1_v2)  # type: ignore[attr-defined]

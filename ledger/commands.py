@@ -9,31 +9,23 @@ import datetime as dt
 from dataclasses import dataclass
 from uuid import UUID
 
-from ledger import rules, signatures
-from ledger.caps import EnterpriseYear, ProviderYear
-from ledger.claims import ContractClaim, InvoiceClaim, RefusedRedemption
+from ledger import rules
 from ledger.errors import (
     AlreadyExists,
-    DuplicateClaim,
-    EnterpriseCapReached,
-    InsufficientFunds,
-    PayeeFrozen,
-    SelfDealing,
     ValidationError,
 )
-from ledger.funding import FundingSource, Programme
+from ledger.funding import FundingSource, Programme, programme_rule_params
 from ledger.institution import Institution
-from ledger.principals import Principal
+from ledger.principals import BOUND_ROLES, Principal, TokenBinding
 from ledger.unit_of_work import Work
 from ledger.views import (
     FundingSourceView,
     InstitutionView,
     PrincipalView,
     ProgrammeView,
-    RedemptionView,
     VoucherView,
 )
-from ledger.voucher import Voucher
+from ledger.voucher import Unused, Voucher
 
 
 @dataclass(frozen=True)
@@ -82,15 +74,15 @@ class CreateProgramme:
     fiscal_year: int
     shares: tuple[tuple[str, int], ...]
     max_face_value_fen: int
-    provider_bonus_rate_bp: int
-    provider_bonus_source_id: str
-    provider_annual_cap_fen: int
+    post_subsidy_rate_bp: int
+    post_subsidy_source_id: str
+    post_subsidy_annual_cap_fen: int
     enterprise_annual_cap_fen: int
     actor: str
 
 
 def create_programme(work: Work, c: CreateProgramme) -> ProgrammeView:
-    for source_id in [s for s, _ in c.shares] + [c.provider_bonus_source_id]:
+    for source_id in [s for s, _ in c.shares] + [c.post_subsidy_source_id]:
         source = work.get(
             FundingSource, FundingSource.create_id(source_id), f"funding source {source_id}"
         )
@@ -105,11 +97,17 @@ def create_programme(work: Work, c: CreateProgramme) -> ProgrammeView:
         fiscal_year=c.fiscal_year,
         shares=[[s, bp] for s, bp in c.shares],
         max_face_value_fen=c.max_face_value_fen,
-        provider_bonus_rate_bp=c.provider_bonus_rate_bp,
-        provider_bonus_source_id=c.provider_bonus_source_id,
-        provider_annual_cap_fen=c.provider_annual_cap_fen,
+        post_subsidy_rate_bp=c.post_subsidy_rate_bp,
+        post_subsidy_source_id=c.post_subsidy_source_id,
+        post_subsidy_annual_cap_fen=c.post_subsidy_annual_cap_fen,
         enterprise_annual_cap_fen=c.enterprise_annual_cap_fen,
         actor=c.actor,
+        rule_params=programme_rule_params(
+            [bp for _, bp in c.shares],
+            c.post_subsidy_rate_bp,
+            c.post_subsidy_annual_cap_fen,
+            c.enterprise_annual_cap_fen,
+        ),
     )
     existing = work.find(Programme, candidate.id)
     if existing is None:
@@ -131,15 +129,23 @@ class RegisterInstitution:
 
 
 def register_institution(work: Work, c: RegisterInstitution) -> InstitutionView:
+    """Registering the same institution again with the same attributes changes nothing; with
+    other attributes it is refused, naming them: keys and payment details change by their own
+    commands."""
     existing = work.find(Institution, Institution.create_id(c.uscc))
     if existing is not None:
-        same = (existing.name, existing.kind, existing.public_key_pem) == (
-            c.name,
-            c.kind,
-            c.public_key_pem,
+        differ = existing.differences(
+            name=c.name,
+            kind=c.kind,
+            public_key_pem=c.public_key_pem,
+            bank_account=c.bank_account,
+            contact=c.contact,
         )
-        if not same:
-            raise AlreadyExists(f"institution {c.uscc} exists with other attributes")
+        if differ:
+            raise AlreadyExists(
+                f"institution {c.uscc} exists with other {', '.join(differ)}: change payment "
+                "details or keys by their own requests"
+            )
         return InstitutionView.of(existing)
     institution = work.add(
         Institution(
@@ -164,12 +170,45 @@ class SetFrozen:
 
 
 def set_frozen(work: Work, c: SetFrozen) -> InstitutionView:
-    institution = work.get(Institution, Institution.create_id(c.uscc), f"institution {c.uscc}")
+    institution = _institution(work, c.uscc)
     if c.frozen:
         institution.freeze(c.reason, c.actor)
     else:
         institution.unfreeze(c.reason, c.actor)
     return InstitutionView.of(institution)
+
+
+@dataclass(frozen=True)
+class RegisterKey:
+    uscc: str
+    public_key_pem: str
+    reason: str
+    actor: str
+
+
+def register_key(work: Work, c: RegisterKey) -> InstitutionView:
+    institution = _institution(work, c.uscc)
+    institution.register_key(c.public_key_pem, c.reason, c.actor)
+    return InstitutionView.of(institution)
+
+
+@dataclass(frozen=True)
+class ChangePaymentDetails:
+    uscc: str
+    bank_account: str | None
+    contact: str | None
+    reason: str
+    actor: str
+
+
+def change_payment_details(work: Work, c: ChangePaymentDetails) -> InstitutionView:
+    institution = _institution(work, c.uscc)
+    institution.change_payment_details(c.bank_account, c.contact, c.reason, c.actor)
+    return InstitutionView.of(institution)
+
+
+def _institution(work: Work, uscc: str) -> Institution:
+    return work.get(Institution, Institution.create_id(uscc), f"institution {uscc}")
 
 
 @dataclass(frozen=True)
@@ -183,10 +222,12 @@ class IssueVoucher:
 
 
 def issue_voucher(work: Work, c: IssueVoucher) -> VoucherView:
+    """Reserve the face value across the programme's sources and, on its post-subsidy source,
+    the most post-subsidy the voucher can earn; refused unless every source covers its part."""
     programme = work.get(
         Programme, Programme.create_id(c.programme_id), f"programme {c.programme_id}"
     )
-    holder = work.get(Institution, Institution.create_id(c.holder_id), f"holder {c.holder_id}")
+    holder = _institution(work, c.holder_id)
     # A service provider can itself be a small firm that holds a voucher (a research institute
     # buying testing elsewhere); redeeming its own voucher is then refused as self-dealing.
     if holder.kind == "bank":
@@ -198,17 +239,18 @@ def issue_voucher(work: Work, c: IssueVoucher) -> VoucherView:
         )
     if c.valid_until < c.today:
         raise ValidationError(f"valid_until {c.valid_until} is in the past")
-    amounts = rules.reservation_split(c.face_value_fen, [bp for _, bp in programme.shares])
-    sources = [
-        work.get(FundingSource, FundingSource.create_id(s), f"funding source {s}")
-        for s, _ in programme.shares
-    ]
-    for source, amount_fen in zip(sources, amounts, strict=True):
-        if amount_fen > source.available_fen:
-            raise InsufficientFunds(
-                f"funding source {source.source_id} has {source.available_fen} fen available, "
-                f"{amount_fen} fen needed"
-            )
+    params = programme.rule_params
+    reservation = rules.voucher_reservation(
+        c.face_value_fen,
+        params[rules.VOUCHER_COFUNDING.ref],
+        params[rules.PROVIDER_POST_SUBSIDY.ref],
+    )
+    shares = [(s, a) for (s, _), a in zip(programme.shares, reservation.splits, strict=True)]
+    post_source_id = programme.post_subsidy_source_id
+    needs = _by_source([(s, a, 0) for s, a in shares], post_source_id, reservation.post_subsidy_fen)
+    sources = _sources(work, needs)
+    for source_id, (amount_fen, post_fen) in needs.items():
+        sources[source_id].check_covers(amount_fen + post_fen)
     voucher = work.add(
         Voucher(
             programme_id=c.programme_id,
@@ -216,173 +258,45 @@ def issue_voucher(work: Work, c: IssueVoucher) -> VoucherView:
             fiscal_year=programme.fiscal_year,
             face_value_fen=c.face_value_fen,
             valid_until=c.valid_until.isoformat(),
-            reservations=[[s.source_id, a] for s, a in zip(sources, amounts, strict=True)],
+            reservations=[[s, a] for s, a in shares],
             actor=c.actor,
             rule=rules.VOUCHER_RESERVATION.ref,
+            issued_on=c.today.isoformat(),
+            post_subsidy_source_id=post_source_id,
+            post_subsidy_reserved_fen=reservation.post_subsidy_fen,
+            rule_params={
+                ref: params[ref]
+                for ref in (rules.VOUCHER_COFUNDING.ref, rules.PROVIDER_POST_SUBSIDY.ref)
+            },
         )
     )
-    for source, amount_fen in zip(sources, amounts, strict=True):
-        source.reserve(amount_fen, voucher.id, c.actor, rules.VOUCHER_RESERVATION.ref)
+    for source_id, (amount_fen, post_fen) in needs.items():
+        sources[source_id].reserve(
+            amount_fen,
+            voucher.id,
+            c.actor,
+            rules.VOUCHER_RESERVATION.ref,
+            post_subsidy_fen=post_fen,
+        )
     return VoucherView.of(voucher)
 
 
-@dataclass(frozen=True)
-class Redeem:
-    voucher_id: UUID
-    provider_id: str
-    contract_no: str
-    invoice_no: str
-    service_category: str
-    contract_amount_fen: int
-    service_date: dt.date
-    signature: str | None
-    actor: str
-    signed_payload: bytes | None = None  # what the signature signs: the canonical request
+def _by_source(
+    subsidy: list[tuple[str, int, int]], post_source_id: str | None, post_fen: int
+) -> dict[str, tuple[int, int]]:
+    """(subsidy, post-subsidy) per source, in the order the sources come: the post-subsidy
+    source may be one of the share sources, and then one event carries both."""
+    needs: dict[str, tuple[int, int]] = {s: (a, p) for s, a, p in subsidy}
+    if post_source_id is not None and post_fen:
+        amount_fen, _ = needs.get(post_source_id, (0, 0))
+        needs[post_source_id] = (amount_fen, post_fen)
+    return needs
 
 
-@dataclass(frozen=True)
-class Refusal:
-    attempt: Redeem
-    slug: str
-    detail: str
-
-
-def record_refusal(work: Work, r: Refusal) -> None:
-    """Keep the attempt behind a refused redemption (``RECORDED_REFUSALS``)."""
-    c = r.attempt
-    work.add(
-        RefusedRedemption(
-            provider_id=c.provider_id,
-            voucher_id=c.voucher_id,
-            contract_no=c.contract_no,
-            invoice_no=c.invoice_no,
-            contract_amount_fen=c.contract_amount_fen,
-            service_date=c.service_date.isoformat(),
-            slug=r.slug,
-            detail=r.detail,
-            actor=c.actor,
-        )
-    )
-
-
-# Refusals that say something about the provider rather than the input: an attempt at one is
-# stored as a RefusedRedemption (and nothing else changes).
-RECORDED_REFUSALS = (SelfDealing, DuplicateClaim)
-
-
-def redeem(work: Work, c: Redeem) -> RedemptionView:
-    voucher = work.get(Voucher, c.voucher_id, f"voucher {c.voucher_id}")
-    provider = work.get(
-        Institution, Institution.create_id(c.provider_id), f"provider {c.provider_id}"
-    )
-    if c.provider_id == voucher.holder_id:
-        raise SelfDealing(f"provider {c.provider_id} holds voucher {voucher.id}")
-    if provider.kind != "provider":
-        raise ValidationError(f"institution {c.provider_id} is not a service provider")
-    if provider.frozen:
-        raise PayeeFrozen(f"provider {c.provider_id} is frozen: {provider.frozen_reason}")
-    if provider.public_key_pem is not None:
-        signatures.verify(provider.public_key_pem, c.signature, c.signed_payload)
-    voucher.check_redeemable(c.service_date)
-    programme = work.get(Programme, Programme.create_id(voucher.programme_id), "programme")
-    claim_id = ContractClaim.create_id(c.provider_id, c.contract_no)
-    invoice_id = InvoiceClaim.create_id(c.invoice_no)
-    if work.claim_exists(ContractClaim, claim_id):
-        raise DuplicateClaim(f"contract {c.contract_no} of {c.provider_id} was already claimed")
-    if work.claim_exists(InvoiceClaim, invoice_id):
-        raise DuplicateClaim(f"invoice {c.invoice_no} was already claimed")
-    fy = voucher.fiscal_year
-    e_year = work.find(EnterpriseYear, EnterpriseYear.create_id(voucher.holder_id, fy))
-    e_cap_fen = programme.enterprise_annual_cap_fen
-    e_cap_left = e_year.cap_remaining_fen(e_cap_fen) if e_year else e_cap_fen
-    if e_cap_left <= 0:
-        raise EnterpriseCapReached(f"enterprise {voucher.holder_id} has no cap left in {fy}")
-    p_year = work.find(ProviderYear, ProviderYear.create_id(c.provider_id, fy))
-    p_cap_fen = programme.provider_annual_cap_fen
-    sources = [s for s, _ in voucher.reservations]
-    decision = rules.voucher_subsidy(
-        c.contract_amount_fen,
-        programme.shares_bp_total,
-        [voucher.remaining_by_source[s] for s in sources],
-        e_cap_left,
-    )
-    bonus_fen = rules.provider_bonus_fen(
-        c.contract_amount_fen,
-        programme.provider_bonus_rate_bp,
-        p_year.bonus_cap_remaining_fen(p_cap_fen) if p_year else p_cap_fen,
-    )
-    splits = list(zip(sources, decision.splits, strict=True))
-    # All checks passed: from here on, only verbs.
-    claim = work.add(
-        ContractClaim.claim(
-            claim_id,
-            provider_id=c.provider_id,
-            contract_no=c.contract_no,
-            invoice_no=c.invoice_no,
-            voucher_id=voucher.id,
-            programme_id=voucher.programme_id,
-            holder_id=voucher.holder_id,
-            fiscal_year=fy,
-            service_category=c.service_category,
-            service_date=c.service_date.isoformat(),
-            contract_amount_fen=c.contract_amount_fen,
-            subsidy_fen=decision.subsidy_fen,
-            enterprise_pays_fen=decision.enterprise_pays_fen,
-            splits=[[s, a] for s, a in splits],
-            provider_bonus_fen=bonus_fen,
-            provider_bonus_source_id=programme.provider_bonus_source_id,
-            actor=c.actor,
-            rules=[
-                rules.VOUCHER_COFUNDING.ref,
-                rules.PROVIDER_POST_SUBSIDY.ref,
-                rules.ENTERPRISE_ANNUAL_CAP.ref,
-                rules.ONE_CONTRACT_ONE_CLAIM.ref,
-            ],
-            signature=c.signature,
-            signed_payload=c.signed_payload.decode() if c.signature and c.signed_payload else None,
-        )
-    )
-    voucher.redeem(
-        claim.id,
-        c.provider_id,
-        c.contract_amount_fen,
-        splits,
-        c.service_date,
-        c.actor,
-        rules.VOUCHER_COFUNDING.ref,
-    )
-    work.add(
-        InvoiceClaim.claim(
-            invoice_id,
-            invoice_no=c.invoice_no,
-            provider_id=c.provider_id,
-            redemption_id=claim.id,
-            actor=c.actor,
-        )
-    )
-    e_year = e_year or work.add(
-        EnterpriseYear(holder_id=voucher.holder_id, fiscal_year=fy, actor=c.actor)
-    )
-    e_year.receive(
-        subsidy_fen=decision.subsidy_fen,
-        cap_fen=e_cap_fen,
-        redemption_id=claim.id,
-        rule=rules.ENTERPRISE_ANNUAL_CAP.ref,
-        actor=c.actor,
-    )
-    p_year = p_year or work.add(
-        ProviderYear(provider_id=c.provider_id, fiscal_year=fy, actor=c.actor)
-    )
-    p_year.accrue(
-        contract_amount_fen=c.contract_amount_fen,
-        subsidy_fen=decision.subsidy_fen,
-        bonus_fen=bonus_fen,
-        bonus_cap_fen=p_cap_fen,
-        redemption_id=claim.id,
-        rule=rules.PROVIDER_POST_SUBSIDY.ref,
-        actor=c.actor,
-    )
-    return RedemptionView.of(claim, voucher.remaining_fen)
+def _sources(work: Work, needs: dict[str, tuple[int, int]]) -> dict[str, FundingSource]:
+    return {
+        s: work.get(FundingSource, FundingSource.create_id(s), f"funding source {s}") for s in needs
+    }
 
 
 @dataclass(frozen=True)
@@ -394,9 +308,9 @@ class Revoke:
 
 def revoke_voucher(work: Work, c: Revoke) -> VoucherView:
     voucher = work.get(Voucher, c.voucher_id, f"voucher {c.voucher_id}")
-    sources = _sources_of(work, voucher)
-    released = voucher.revoke(c.reason, c.actor)
-    _release(sources, released, voucher.id, f"revoked: {c.reason}", c.actor)
+    sources = _sources(work, _unused_by_source(voucher))
+    unused = voucher.revoke(c.reason, c.actor)
+    _release(sources, unused, voucher.id, f"revoked: {c.reason}", c.actor)
     return VoucherView.of(voucher)
 
 
@@ -414,78 +328,38 @@ def expire_vouchers(work: Work, c: Expire) -> list[UUID]:
         voucher = work.find(Voucher, voucher_id)
         if voucher is None or voucher.status != "active" or voucher.status_on(c.as_of) != "expired":
             continue
-        sources = _sources_of(work, voucher)
-        released = voucher.expire(c.as_of, c.actor)
-        _release(sources, released, voucher.id, "expired", c.actor)
+        sources = _sources(work, _unused_by_source(voucher))
+        unused = voucher.expire(c.as_of, c.actor)
+        _release(sources, unused, voucher.id, "expired", c.actor)
         expired.append(voucher_id)
     return expired
 
 
-def _sources_of(work: Work, voucher: Voucher) -> dict[str, FundingSource]:
-    return {
-        s: work.get(FundingSource, FundingSource.create_id(s), f"funding source {s}")
-        for s, _ in voucher.reservations
-    }
+def _unused_by_source(voucher: Voucher) -> dict[str, tuple[int, int]]:
+    return _by_source(
+        [(s, voucher.remaining_by_source[s], 0) for s, _ in voucher.reservations],
+        voucher.post_subsidy_source_id,
+        voucher.post_subsidy_remaining_fen,
+    )
 
 
 def _release(
     sources: dict[str, FundingSource],
-    released: list[tuple[str, int]],
+    unused: Unused,
     voucher_id: UUID,
     reason: str,
     actor: str,
 ) -> None:
-    for source_id, amount_fen in released:
-        if amount_fen:
-            sources[source_id].release(amount_fen, voucher_id, reason, actor)
-
-
-@dataclass(frozen=True)
-class ClawBack:
-    redemption_id: UUID
-    reason_code: str
-    actor: str
-
-
-def claw_back(work: Work, c: ClawBack) -> RedemptionView:
-    """Compensate an improper redemption: the sources recover its subsidy, the provider's bonus is
-    reversed, and the history keeps both the redemption and the clawback."""
-    claim = work.get(ContractClaim, c.redemption_id, f"redemption {c.redemption_id}")
-    sources = {
-        s: work.get(FundingSource, FundingSource.create_id(s), f"funding source {s}")
-        for s, _ in claim.splits
-    }
-    e_year = work.get(
-        EnterpriseYear,
-        EnterpriseYear.create_id(claim.holder_id, claim.fiscal_year),
-        "enterprise year",
+    needs = _by_source(
+        [(s, a, 0) for s, a in unused.subsidy],
+        unused.post_subsidy_source_id,
+        unused.post_subsidy_fen,
     )
-    p_year = work.get(
-        ProviderYear, ProviderYear.create_id(claim.provider_id, claim.fiscal_year), "provider year"
-    )
-    voucher = work.latest(Voucher, claim.voucher_id, "voucher")
-    claim.claw_back(c.reason_code, c.actor)
-    for source_id, amount_fen in claim.splits:
-        if amount_fen:
-            sources[source_id].recover(
-                amount_fen=amount_fen,
-                redemption_id=claim.id,
-                reason_code=c.reason_code,
-                actor=c.actor,
+    for source_id, (amount_fen, post_fen) in needs.items():
+        if amount_fen or post_fen:
+            sources[source_id].release(
+                amount_fen, voucher_id, reason, actor, post_subsidy_fen=post_fen
             )
-    e_year.claw_back(
-        amount_fen=claim.subsidy_fen,
-        redemption_id=claim.id,
-        reason_code=c.reason_code,
-        actor=c.actor,
-    )
-    p_year.claw_back(
-        amount_fen=claim.provider_bonus_fen,
-        redemption_id=claim.id,
-        reason_code=c.reason_code,
-        actor=c.actor,
-    )
-    return RedemptionView.of(claim, voucher.remaining_fen)
 
 
 @dataclass(frozen=True)
@@ -498,17 +372,15 @@ class CreatePrincipal:
 
 
 def create_principal(work: Work, c: CreatePrincipal) -> PrincipalView:
-    """A provider principal acts for exactly one registered provider; other roles for none."""
-    if c.role == "provider":
+    """A provider or bank principal acts for exactly one registered institution of its kind;
+    other roles for none."""
+    kind = BOUND_ROLES.get(c.role)
+    if kind is not None:
         if c.institution_id is None:
-            raise ValidationError("a provider principal needs institution_id")
-        institution = work.get(
-            Institution, Institution.create_id(c.institution_id), f"institution {c.institution_id}"
-        )
-        if institution.kind != "provider":
-            raise ValidationError(f"institution {c.institution_id} is not a service provider")
+            raise ValidationError(f"a {c.role} principal needs institution_id")
+        _institution(work, c.institution_id).check_kind(kind)
     elif c.institution_id is not None:
-        raise ValidationError("only a provider principal is bound to an institution")
+        raise ValidationError("only a provider or bank principal is bound to an institution")
     if work.find(Principal, Principal.create_id(c.token_sha256)) is not None:
         raise AlreadyExists("a principal with this token exists")
     principal = work.add(
@@ -520,4 +392,33 @@ def create_principal(work: Work, c: CreatePrincipal) -> PrincipalView:
             actor=c.actor,
         )
     )
+    return PrincipalView.of(principal)
+
+
+@dataclass(frozen=True)
+class RevokePrincipal:
+    principal_id: UUID
+    reason: str
+    actor: str
+
+
+def revoke_principal(work: Work, c: RevokePrincipal) -> PrincipalView:
+    principal = work.get(Principal, c.principal_id, f"principal {c.principal_id}")
+    principal.revoke(c.reason, c.actor)
+    return PrincipalView.of(principal)
+
+
+@dataclass(frozen=True)
+class RotateToken:
+    principal_id: UUID
+    token_sha256: str
+    actor: str
+
+
+def rotate_token(work: Work, c: RotateToken) -> PrincipalView:
+    principal = work.get(Principal, c.principal_id, f"principal {c.principal_id}")
+    if work.find(TokenBinding, TokenBinding.create_id(c.token_sha256)) is not None:
+        raise AlreadyExists("a principal with this token exists")
+    principal.rotate(c.token_sha256, c.actor)
+    work.add(TokenBinding(token_sha256=c.token_sha256, principal_id=principal.id, actor=c.actor))
     return PrincipalView.of(principal)

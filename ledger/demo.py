@@ -3,13 +3,19 @@ across two programmes. Loading it twice changes nothing the second time."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
-from dataclasses import dataclass
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
 from uuid import UUID
 
 from ledger.application import VoucherLedger
 from ledger.claims import ContractClaim
-from ledger.errors import LedgerError
+from ledger.errors import AlreadyExists, LedgerError
 from ledger.uscc import make_uscc
 
 ACTOR = "demo-loader"
@@ -24,24 +30,33 @@ PROVIDERS = [make_uscc(f"12371500MB28{i:05d}") for i in range(2, 8)]
 WORKED_CONTRACT = "LC-2026-0001"
 
 
+# One principal per role a newcomer tries first; the provider acts for the worked example's.
+DEMO_ROLES = ("program_officer", "provider", "treasury", "auditor", "inspector")
+SECRET_BYTES = 32
+
+
 @dataclass(frozen=True)
 class DemoResult:
     loaded: bool
     worked_voucher_id: UUID | None
     worked_redemption_id: UUID
+    tokens: dict[str, str] = field(default_factory=dict)  # role -> bearer token
 
 
-def load_demo(app: VoucherLedger) -> DemoResult:
-    """Load the demo; a second call finds the worked redemption and stores nothing."""
+def load_demo(app: VoucherLedger, secret: bytes | None = None) -> DemoResult:
+    """Load the demo; a second call finds the worked redemption and stores nothing. With
+    ``secret``, also one principal per role of ``DEMO_ROLES``, whose tokens derive from it: the
+    same tokens each time, so they can be printed again without storing them."""
     worked_redemption = ContractClaim.create_id(WORKED_PROVIDER, WORKED_CONTRACT)
     _open_sources_and_programmes(app)
     _register_institutions(app)
+    tokens = demo_principals(app, secret) if secret is not None else {}
     try:
         app.redemption(worked_redemption)
     except LedgerError:
         pass
     else:
-        return DemoResult(False, None, worked_redemption)
+        return DemoResult(False, None, worked_redemption, tokens)
     valid_until = app.today() + dt.timedelta(days=365)
     voucher, _ = app.issue_voucher(
         programme_id=PROGRAMME_A,
@@ -61,7 +76,48 @@ def load_demo(app: VoucherLedger) -> DemoResult:
         actor=ACTOR,
     )
     _load_more(app, valid_until)
-    return DemoResult(True, voucher.id, worked_redemption)
+    return DemoResult(True, voucher.id, worked_redemption, tokens)
+
+
+def demo_principals(app: VoucherLedger, secret: bytes) -> dict[str, str]:
+    """A principal per role of ``DEMO_ROLES`` (created once), and its token: HMAC-SHA256 of the
+    role under ``secret``. Only a token's digest is stored, as for any principal."""
+    tokens = {}
+    for role in DEMO_ROLES:
+        digest = hmac.new(secret, f"voucher-ledger demo {role}".encode(), hashlib.sha256).digest()
+        token = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        if app.principal_for_token(token) is None:
+            try:
+                app.create_principal(
+                    name=f"demo {role.replace('_', ' ')}",
+                    role=role,
+                    institution_id=WORKED_PROVIDER if role == "provider" else None,
+                    actor=ACTOR,
+                    token=token,
+                )
+            except AlreadyExists:  # an admin revoked it, or rotated its token: so be it
+                continue
+        tokens[role] = token
+    return tokens
+
+
+def demo_secret(path: str | None) -> bytes:
+    """The secret at ``path``, created there (mode 0600) on first use; None: one for this run."""
+    if path is None:
+        return secrets.token_bytes(SECRET_BYTES)
+    file = Path(path)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    try:  # O_EXCL: two processes starting at once keep the first one's secret
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "wb") as out:
+            out.write(secrets.token_bytes(SECRET_BYTES))
+    secret = file.read_bytes()
+    if len(secret) != SECRET_BYTES:
+        raise ValueError(f"{path} does not hold a {SECRET_BYTES}-byte demo secret")
+    return secret
 
 
 def _open_sources_and_programmes(app: VoucherLedger) -> None:
@@ -85,9 +141,9 @@ def _open_sources_and_programmes(app: VoucherLedger) -> None:
         fiscal_year=2026,
         shares=[(PROVINCE, 6000), (CITY, 3000)],
         max_face_value_fen=5_000_000,
-        provider_bonus_rate_bp=500,
-        provider_bonus_source_id=CITY,
-        provider_annual_cap_fen=50_000_000,
+        post_subsidy_rate_bp=500,
+        post_subsidy_source_id=CITY,
+        post_subsidy_annual_cap_fen=50_000_000,
         enterprise_annual_cap_fen=10_000_000,
         actor=ACTOR,
     )
@@ -97,9 +153,9 @@ def _open_sources_and_programmes(app: VoucherLedger) -> None:
         fiscal_year=2026,
         shares=[(CITY, 5000), (COUNTY, 3000)],
         max_face_value_fen=1_000_000,
-        provider_bonus_rate_bp=500,
-        provider_bonus_source_id=CITY,
-        provider_annual_cap_fen=50_000_000,
+        post_subsidy_rate_bp=500,
+        post_subsidy_source_id=CITY,
+        post_subsidy_annual_cap_fen=50_000_000,
         enterprise_annual_cap_fen=3_000_000,
         actor=ACTOR,
     )

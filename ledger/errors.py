@@ -93,3 +93,24 @@ class Busy(LedgerError):
     slug = "busy"
     http_status = 503
     title = "Ledger busy, retry"
+
+
+class DatabaseUnavailable(LedgerError):
+    """The database cannot be reached or cannot take writes (down, read-only, full). Nothing
+    was decided on the caller's behalf that a retry could not repeat; retry after a pause."""
+
+    slug = "database-unavailable"
+    http_status = 503
+    title = "Database unavailable, retry"
+    retry_after_s = 1
+
+
+class Refused:
+    """A refusal a command returns instead of raising, because it stored something with it
+    (the attempt as evidence, or the answer under an idempotency key): raising would throw
+    that away. The ledger raises ``error`` to its caller once the command has committed."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: LedgerError) -> None:
+        self.error = error

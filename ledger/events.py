@@ -12,6 +12,7 @@ holds them to the library's path. Replay from the store still goes through the l
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -92,3 +93,20 @@ def create(
     event.apply(aggregate)
     aggregate._pending_events.append(event)
     return aggregate
+
+
+def evolve(cls: type[Any], *upcasters: Callable[[dict[str, Any]], None]) -> None:
+    """Give a stored class (an event, or an aggregate for its snapshots) a new schema version:
+    ``upcasters[i]`` turns the stored state of version i + 1 into version i + 2 in place, so a
+    log written before a field was renamed or added still replays (eventsourcing's upcasting:
+    the mapper calls ``upcast_v1_v2`` and so on for state stored with an older version)."""
+    cls.class_version = len(upcasters) + 1
+    for version, upcast in enumerate(upcasters, start=1):
+        setattr(cls, f"upcast_v{version}_v{version + 1}", staticmethod(upcast))
+
+
+def renamed(state: dict[str, Any], names: dict[str, str]) -> None:
+    """Rename keys of a stored state in place (old name -> new name)."""
+    for old, new in names.items():
+        if old in state:
+            state[new] = state.pop(old)

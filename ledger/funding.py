@@ -7,20 +7,26 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger import rules
 from ledger.errors import InsufficientFunds, InvalidState
+from ledger.events import evolve, renamed
 from ledger.ids import named_id
 
 LEVELS = ("province", "city", "county", "guarantee_fund")
 
 
 def available_fen(appropriation_fen: int, committed_fen: int, recovered_fen: int) -> int:
-    """What a source can still reserve: recovered subsidy is available again."""
+    """What a source can still reserve: recovered money is available again."""
     return appropriation_fen - committed_fen + recovered_fen
 
 
 class FundingSource(Aggregate):
-    """An appropriation for one fiscal year. ``committed = reserved − released``;
-    ``available = appropriation − committed + recovered``, never below zero."""
+    """An appropriation for one fiscal year. What it may owe is committed when a voucher is
+    issued: the face value's share (``reserved``) and, on the programme's post-subsidy source,
+    the most post-subsidy the voucher can earn (``post_subsidy_reserved``); what a voucher leaves
+    unused is released when it is used up, expires or is revoked. ``committed = reserved −
+    released + post_subsidy_reserved − post_subsidy_released`` and ``available = appropriation −
+    committed + recovered`` never goes below zero, so nothing is owed beyond what was given."""
 
     @staticmethod
     def create_id(source_id: str) -> UUID:
@@ -46,45 +52,114 @@ class FundingSource(Aggregate):
         self.opened_by = actor
         self.reserved_fen = 0
         self.released_fen = 0
+        self.post_subsidy_reserved_fen = 0
+        self.post_subsidy_released_fen = 0
         self.recovered_fen = 0
 
     @property
     def committed_fen(self) -> int:
-        return self.reserved_fen - self.released_fen
+        return committed_fen(
+            self.reserved_fen,
+            self.released_fen,
+            self.post_subsidy_reserved_fen,
+            self.post_subsidy_released_fen,
+        )
 
     @property
     def available_fen(self) -> int:
         return available_fen(self.appropriation_fen, self.committed_fen, self.recovered_fen)
 
-    def reserve(self, amount_fen: int, voucher_id: UUID, actor: str, rule: str) -> None:
-        """Encumber ``amount_fen`` for a voucher; refused when not available."""
+    def check_covers(self, amount_fen: int) -> None:
         if amount_fen > self.available_fen:
             raise InsufficientFunds(
                 f"funding source {self.source_id} has {self.available_fen} fen available, "
                 f"{amount_fen} fen needed"
             )
-        self._reserved(amount_fen=amount_fen, voucher_id=voucher_id, actor=actor, rule=rule)
+
+    def reserve(
+        self,
+        amount_fen: int,
+        voucher_id: UUID,
+        actor: str,
+        rule: str,
+        post_subsidy_fen: int = 0,
+    ) -> None:
+        """Encumber a voucher's share of its face value and, on the post-subsidy source, the
+        post-subsidy it can earn; refused when not available."""
+        assert amount_fen >= 0 and post_subsidy_fen >= 0
+        self.check_covers(amount_fen + post_subsidy_fen)
+        self._reserved(
+            amount_fen=amount_fen,
+            voucher_id=voucher_id,
+            actor=actor,
+            rule=rule,
+            post_subsidy_fen=post_subsidy_fen,
+        )
 
     @event("Reserved")
-    def _reserved(self, amount_fen: int, voucher_id: UUID, actor: str, rule: str) -> None:
+    def _reserved(
+        self, amount_fen: int, voucher_id: UUID, actor: str, rule: str, post_subsidy_fen: int = 0
+    ) -> None:
         self.reserved_fen += amount_fen
+        self.post_subsidy_reserved_fen += post_subsidy_fen
 
-    def release(self, amount_fen: int, voucher_id: UUID, reason: str, actor: str) -> None:
-        """Give back a voucher's unused reservation (expiry or revocation)."""
-        if amount_fen > self.committed_fen:
+    def release(
+        self,
+        amount_fen: int,
+        voucher_id: UUID,
+        reason: str,
+        actor: str,
+        post_subsidy_fen: int = 0,
+    ) -> None:
+        """Give back what a voucher left unused (used up, expired or revoked)."""
+        if not 0 <= amount_fen <= self.reserved_fen - self.released_fen:
             raise InvalidState(
-                f"cannot release {amount_fen} fen: only {self.committed_fen} committed"
+                f"cannot release {amount_fen} fen: only "
+                f"{self.reserved_fen - self.released_fen} reserved"
             )
-        self._released(amount_fen=amount_fen, voucher_id=voucher_id, reason=reason, actor=actor)
+        unused_post_fen = self.post_subsidy_reserved_fen - self.post_subsidy_released_fen
+        if not 0 <= post_subsidy_fen <= unused_post_fen:
+            raise InvalidState(
+                f"cannot release {post_subsidy_fen} fen of post-subsidy: only "
+                f"{unused_post_fen} reserved"
+            )
+        self._released(
+            amount_fen=amount_fen,
+            voucher_id=voucher_id,
+            reason=reason,
+            actor=actor,
+            post_subsidy_fen=post_subsidy_fen,
+        )
 
     @event("Released")
-    def _released(self, amount_fen: int, voucher_id: UUID, reason: str, actor: str) -> None:
+    def _released(
+        self, amount_fen: int, voucher_id: UUID, reason: str, actor: str, post_subsidy_fen: int = 0
+    ) -> None:
         self.released_fen += amount_fen
+        self.post_subsidy_released_fen += post_subsidy_fen
 
     @event("Recovered")
-    def recover(self, amount_fen: int, redemption_id: UUID, reason_code: str, actor: str) -> None:
-        """Money clawed back from an improper redemption returns as recovered."""
+    def recover(
+        self,
+        amount_fen: int,
+        redemption_id: UUID,
+        reason_code: str,
+        actor: str,
+        kind: str = "subsidy",
+    ) -> None:
+        """Money clawed back from an improper redemption (its subsidy, or its post-subsidy on
+        the post-subsidy source: ``kind``) returns as recovered."""
         self.recovered_fen += amount_fen
+
+
+def committed_fen(
+    reserved_fen: int,
+    released_fen: int,
+    post_subsidy_reserved_fen: int,
+    post_subsidy_released_fen: int,
+) -> int:
+    """What a source has encumbered: subsidy and post-subsidy reserved, less what came back."""
+    return reserved_fen - released_fen + post_subsidy_reserved_fen - post_subsidy_released_fen
 
 
 class Programme(Aggregate):
@@ -102,23 +177,75 @@ class Programme(Aggregate):
         fiscal_year: int,
         shares: list[list[Any]],
         max_face_value_fen: int,
-        provider_bonus_rate_bp: int,
-        provider_bonus_source_id: str,
-        provider_annual_cap_fen: int,
+        post_subsidy_rate_bp: int,
+        post_subsidy_source_id: str,
+        post_subsidy_annual_cap_fen: int,
         enterprise_annual_cap_fen: int,
         actor: str,
+        rule_params: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.programme_id = programme_id
         self.name = name
         self.fiscal_year = fiscal_year
         self.shares = [(str(s), int(bp)) for s, bp in shares]  # [(source_id, share_bp)], ordered
         self.max_face_value_fen = max_face_value_fen
-        self.provider_bonus_rate_bp = provider_bonus_rate_bp
-        self.provider_bonus_source_id = provider_bonus_source_id
-        self.provider_annual_cap_fen = provider_annual_cap_fen
+        self.post_subsidy_rate_bp = post_subsidy_rate_bp
+        self.post_subsidy_source_id = post_subsidy_source_id  # pays the providers' post-subsidy
+        self.post_subsidy_annual_cap_fen = post_subsidy_annual_cap_fen
         self.enterprise_annual_cap_fen = enterprise_annual_cap_fen
         self.created_by = actor
+        # The parameters of each rule this programme applies, its own settings overriding the
+        # rules' defaults; every decision records the set it used.
+        self.rule_params = rule_params or programme_rule_params(
+            [bp for _, bp in self.shares],
+            post_subsidy_rate_bp,
+            post_subsidy_annual_cap_fen,
+            enterprise_annual_cap_fen,
+        )
 
     @property
     def shares_bp_total(self) -> int:
         return sum(bp for _, bp in self.shares)
+
+
+def programme_rule_params(
+    shares_bp: list[int],
+    post_subsidy_rate_bp: int,
+    post_subsidy_annual_cap_fen: int,
+    enterprise_annual_cap_fen: int,
+) -> dict[str, dict[str, Any]]:
+    """The parameters of every rule a programme applies, by rule ref: the rule's own, with the
+    programme's settings in place of their defaults."""
+    return {
+        rules.VOUCHER_COFUNDING.ref: rules.VOUCHER_COFUNDING.with_overrides(
+            {"shares_bp": shares_bp}
+        ),
+        rules.PROVIDER_POST_SUBSIDY.ref: rules.PROVIDER_POST_SUBSIDY.with_overrides(
+            {"rate_bp": post_subsidy_rate_bp, "annual_cap_fen": post_subsidy_annual_cap_fen}
+        ),
+        rules.ENTERPRISE_ANNUAL_CAP.ref: rules.ENTERPRISE_ANNUAL_CAP.with_overrides(
+            {"annual_cap_fen": enterprise_annual_cap_fen}
+        ),
+        rules.ONE_CONTRACT_ONE_CLAIM.ref: dict(rules.ONE_CONTRACT_ONE_CLAIM.params),
+    }
+
+
+def _source_v1_v2(state: dict[str, Any]) -> None:
+    # Snapshots from before the post-subsidy was reserved at issuance.
+    state.setdefault("post_subsidy_reserved_fen", 0)
+    state.setdefault("post_subsidy_released_fen", 0)
+
+
+def _programme_created_v1_v2(state: dict[str, Any]) -> None:
+    renamed(
+        state,
+        {
+            "provider_bonus_rate_bp": "post_subsidy_rate_bp",
+            "provider_bonus_source_id": "post_subsidy_source_id",
+            "provider_annual_cap_fen": "post_subsidy_annual_cap_fen",
+        },
+    )
+
+
+evolve(FundingSource, _source_v1_v2)
+evolve(Programme.Created, _programme_created_v1_v2)  # type: ignore[attr-defined]

@@ -2,7 +2,12 @@
 
 The record's id derives from (principal, key), so two requests racing with one key cannot both
 record: the store refuses the second insert and the retry finds the first record and replays it.
-Records are never deleted, so a key is kept far longer than the 24 hours clients may rely on."""
+That holds on every worker and after any restart: a writer that has not seen the record in its
+cache runs the command, and storing its record collides with the stored one, so the writer runs
+it again carefully, finds the record and replays it. Business refusals are stored and replayed
+like successes (as payment APIs do): a keyed duplicate claim retried three times is one refusal.
+Validation errors and unavailability are not stored: the same key may be tried again. Records
+are never deleted, so a key is kept far longer than the 24 hours clients may rely on."""
 
 from __future__ import annotations
 
@@ -14,11 +19,20 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from ledger.errors import IdempotencyKeyReused
+from ledger.errors import (
+    Busy,
+    DatabaseUnavailable,
+    IdempotencyKeyReused,
+    LedgerError,
+    Refused,
+    ValidationError,
+)
 from ledger.ids import named_id
 from ledger.unit_of_work import Work
 
 MAX_KEY_LEN = 200
+# Refusals whose answer is not kept under the key: the request may be corrected or retried.
+NOT_STORED = (ValidationError, IdempotencyKeyReused, Busy, DatabaseUnavailable)
 
 
 class IdempotencyRecord(Aggregate):
@@ -40,7 +54,8 @@ class IdempotencyRecord(Aggregate):
 @dataclass(frozen=True)
 class Idempotency:
     """A command's idempotency key. ``render`` turns the command's result into the response to
-    store (status, body): the edge decides the wire format, the ledger stores it opaquely."""
+    store (status, body), a ``Refused`` as well: the edge decides the wire format, the ledger
+    stores it opaquely."""
 
     scope: str
     key: str
@@ -68,7 +83,12 @@ def run_idempotent(
                 f"idempotency key {idem.key!r} was used with another request"
             )
         return Replay(record.status, record.body)
-    value = fn(work, command)
+    try:
+        value = fn(work, command)
+    except LedgerError as exc:
+        if isinstance(exc, NOT_STORED) or work.command_events():
+            raise
+        value = Refused(exc)
     status, body = idem.render(value)
     work.add(
         IdempotencyRecord(

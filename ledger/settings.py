@@ -83,6 +83,18 @@ class Settings:
             return None
         return DEFAULT_SIGNING_KEY_FILE
 
+    @property
+    def demo_secret_path(self) -> str | None:
+        """Where ``voucher-ledger demo`` keeps the secret its principals' tokens derive from:
+        beside the signing key (None for the in-memory ledger: a secret for the process)."""
+        key_path = self.signing_key_path
+        if key_path is None:
+            return None
+        for suffix in (".signing-key.pem", "-signing-key.pem"):
+            if key_path.endswith(suffix):
+                return key_path[: -len(suffix)] + suffix[0] + "demo-secret"
+        return f"{key_path}.demo-secret"
+
     def eventsourcing_env(self) -> dict[str, str]:
         """The environment for ``eventsourcing.Application`` that this URL selects."""
         env = persistence_env(self.database_url)
@@ -111,7 +123,9 @@ def persistence_env(database_url: str) -> dict[str, str]:
         schema = parse_qs(parts.query).get("schema", [""])[0]
         return {
             "POSTGRES_SCHEMA": schema,
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            # eventsourcing's factory, with a pool that heals within a second of the database
+            # coming back after an outage (ledger/adapters/postgres.py: ReconnectingPool).
+            "PERSISTENCE_MODULE": "ledger.adapters.postgres:PostgresFactory",
             "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
             "POSTGRES_HOST": parts.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(parts.port or 5432),
@@ -120,7 +134,11 @@ def persistence_env(database_url: str) -> dict[str, str]:
             "POSTGRES_POOL_SIZE": "10",
             "POSTGRES_MAX_OVERFLOW": "10",
             "POSTGRES_LOCK_TIMEOUT": "10",
-            "POSTGRES_CONNECT_TIMEOUT": "10",
+            "POSTGRES_CONNECT_TIMEOUT": "10",  # how long a caller may wait for a pooled one
+            # Check each pooled connection as it is handed out: after a restart the pool holds
+            # connections that died with the server (LIBRARY_NOTES.md, "After a database
+            # restart"). The views and the audit chain open their stores with this env too.
+            "POSTGRES_PRE_PING": "y",
             # One round trip per insert, with the table lock kept (ledger/adapters/postgres.py).
             "APPLICATION_RECORDER_TOPIC": "ledger.adapters.postgres:LockingFunctionRecorder",
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -12,14 +13,44 @@ from ledger.errors import NotFound, ValidationError
 MAX_TEXT_LEN = 200
 MIN_FISCAL_YEAR, MAX_FISCAL_YEAR = 2000, 2100
 
+# What no name, key or reference may hold, because it hides or reorders what a reader of a
+# report or an export sees: C0 and C1 controls and DEL, the soft hyphen, bidirectional marks,
+# embeddings, overrides and isolates (U+061C, U+200E-U+200F, U+202A-U+202E, U+2066-U+2069),
+# zero-width and other invisible format characters (U+180E, U+200B-U+200D, U+2060-U+206F,
+# U+FEFF, U+FFF9-U+FFFB), line and paragraph separators (U+2028, U+2029) and lone surrogates.
+FORBIDDEN_TEXT_RANGES = (
+    (0x0000, 0x001F),
+    (0x007F, 0x009F),
+    (0x00AD, 0x00AD),
+    (0x061C, 0x061C),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x2028, 0x202E),
+    (0x2060, 0x206F),
+    (0xD800, 0xDFFF),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+)
+# The same as a regular-expression class body, in \uXXXX escapes that Python and ECMA-262 (the
+# OpenAPI document's pattern) read alike.
+FORBIDDEN_TEXT_CLASS = "".join(
+    f"\\u{low:04x}" if low == high else f"\\u{low:04x}-\\u{high:04x}"
+    for low, high in FORBIDDEN_TEXT_RANGES
+)
+_FORBIDDEN_TEXT = re.compile(f"[{FORBIDDEN_TEXT_CLASS}]")
+
 
 def check_text(value: Any, field: str, *, max_len: int = MAX_TEXT_LEN) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{field} must be a non-empty string")
     if len(value) > max_len:
         raise ValidationError(f"{field} must be at most {max_len} characters")
-    if any(ord(c) < 32 for c in value):
-        raise ValidationError(f"{field} must not contain control characters")
+    bad = _FORBIDDEN_TEXT.search(value)
+    if bad is not None:
+        raise ValidationError(
+            f"{field} must not contain U+{ord(bad.group()):04X} (control, format, separator or "
+            "surrogate characters hide or reorder what a reader sees)"
+        )
     return value
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from ledger.claims import ContractClaim
-from ledger.funding import FundingSource, Programme, available_fen
+from ledger.funding import FundingSource, Programme, available_fen, committed_fen
 from ledger.institution import Institution
 from ledger.principals import Principal
 from ledger.voucher import Voucher
@@ -21,8 +22,10 @@ class FundingSourceView:
     fiscal_year: int
     appropriation_fen: int
     document_ref: str
-    reserved_fen: int
+    reserved_fen: int  # the subsidy share of vouchers' face values
     released_fen: int
+    post_subsidy_reserved_fen: int  # the most post-subsidy vouchers can earn from it
+    post_subsidy_released_fen: int
     committed_fen: int
     recovered_fen: int
     available_fen: int
@@ -38,9 +41,13 @@ class FundingSourceView:
         document_ref: str,
         reserved_fen: int,
         released_fen: int,
+        post_subsidy_reserved_fen: int,
+        post_subsidy_released_fen: int,
         recovered_fen: int,
     ) -> FundingSourceView:
-        committed_fen = reserved_fen - released_fen
+        committed = committed_fen(
+            reserved_fen, released_fen, post_subsidy_reserved_fen, post_subsidy_released_fen
+        )
         return cls(
             source_id,
             name,
@@ -50,14 +57,16 @@ class FundingSourceView:
             document_ref,
             reserved_fen,
             released_fen,
-            committed_fen,
+            post_subsidy_reserved_fen,
+            post_subsidy_released_fen,
+            committed,
             recovered_fen,
-            available_fen(appropriation_fen, committed_fen, recovered_fen),
+            available_fen(appropriation_fen, committed, recovered_fen),
         )
 
     @classmethod
     def of(cls, s: FundingSource) -> FundingSourceView:
-        return cls(
+        return cls.from_totals(
             s.source_id,
             s.name,
             s.level,
@@ -66,9 +75,9 @@ class FundingSourceView:
             s.document_ref,
             s.reserved_fen,
             s.released_fen,
-            s.committed_fen,
+            s.post_subsidy_reserved_fen,
+            s.post_subsidy_released_fen,
             s.recovered_fen,
-            s.available_fen,
         )
 
 
@@ -79,9 +88,9 @@ class ProgrammeView:
     fiscal_year: int
     shares: tuple[tuple[str, int], ...]
     max_face_value_fen: int
-    provider_bonus_rate_bp: int
-    provider_bonus_source_id: str
-    provider_annual_cap_fen: int
+    post_subsidy_rate_bp: int
+    post_subsidy_source_id: str
+    post_subsidy_annual_cap_fen: int
     enterprise_annual_cap_fen: int
 
     @classmethod
@@ -92,9 +101,9 @@ class ProgrammeView:
             p.fiscal_year,
             tuple((s, b) for s, b in p.shares),
             p.max_face_value_fen,
-            p.provider_bonus_rate_bp,
-            p.provider_bonus_source_id,
-            p.provider_annual_cap_fen,
+            p.post_subsidy_rate_bp,
+            p.post_subsidy_source_id,
+            p.post_subsidy_annual_cap_fen,
             p.enterprise_annual_cap_fen,
         )
 
@@ -107,10 +116,23 @@ class InstitutionView:
     public_key_pem: str | None
     frozen: bool
     frozen_reason: str | None
+    bank_account: str | None = None
+    contact: str | None = None
+    public_keys: tuple[tuple[str, str], ...] = ()  # (fingerprint, pem), oldest first
 
     @classmethod
     def of(cls, i: Institution) -> InstitutionView:
-        return cls(i.uscc, i.name, i.kind, i.public_key_pem, i.frozen, i.frozen_reason)
+        return cls(
+            i.uscc,
+            i.name,
+            i.kind,
+            i.public_key_pem,
+            i.frozen,
+            i.frozen_reason,
+            i.bank_account,
+            i.contact,
+            tuple(i.public_keys),
+        )
 
 
 @dataclass(frozen=True)
@@ -127,6 +149,10 @@ class VoucherView:
     remaining_by_source: tuple[tuple[str, int], ...]
     released_by_source: tuple[tuple[str, int], ...]
     provider_ids: tuple[str, ...] = ()
+    issued_on: str | None = None
+    post_subsidy_source_id: str | None = None
+    post_subsidy_reserved_fen: int = 0
+    post_subsidy_remaining_fen: int = 0
 
     @classmethod
     def of(cls, v: Voucher, today: dt.date | None = None) -> VoucherView:
@@ -144,6 +170,10 @@ class VoucherView:
             tuple(v.remaining_by_source.items()),
             tuple(v.released_by_source.items()),
             tuple(v.provider_ids),
+            v.issued_on,
+            v.post_subsidy_source_id,
+            v.post_subsidy_reserved_fen,
+            v.post_subsidy_remaining_fen,
         )
 
 
@@ -160,10 +190,16 @@ class RedemptionView:
     subsidy_fen: int
     enterprise_pays_fen: int
     splits: tuple[tuple[str, int], ...]
-    provider_bonus_fen: int
+    post_subsidy_fen: int
     voucher_remaining_fen: int
     clawed_back: bool
     rules: tuple[str, ...]
+    honoured_contract_fen: int = 0
+    post_subsidy_source_id: str = ""
+    signature: str | None = None
+    public_key_sha256: str | None = None
+    signed_payload: str | None = None
+    rule_params: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, c: ContractClaim, voucher_remaining_fen: int) -> RedemptionView:
@@ -179,10 +215,16 @@ class RedemptionView:
             c.subsidy_fen,
             c.enterprise_pays_fen,
             tuple((s, a) for s, a in c.splits),
-            c.provider_bonus_fen,
+            c.post_subsidy_fen,
             voucher_remaining_fen,
             c.clawed_back,
             tuple(c.rules),
+            c.honoured_contract_fen,
+            c.post_subsidy_source_id,
+            c.signature,
+            c.public_key_sha256,
+            c.signed_payload,
+            c.rule_params,
         )
 
 
@@ -192,7 +234,8 @@ class PrincipalView:
     name: str
     role: str
     institution_id: str | None
+    revoked: bool = False
 
     @classmethod
     def of(cls, p: Principal) -> PrincipalView:
-        return cls(p.id, p.name, p.role, p.institution_id)
+        return cls(p.id, p.name, p.role, p.institution_id, p.revoked)

@@ -93,13 +93,25 @@ SOURCES = Table(
         ("appropriation_fen", MONEY),
         ("reserved_fen", MONEY),
         ("released_fen", MONEY),
+        ("post_subsidy_reserved_fen", MONEY),
+        ("post_subsidy_released_fen", MONEY),
         ("disbursed_fen", MONEY),
+        ("post_subsidy_fen", MONEY),  # accrued to providers (clawbacks count as recovered)
         ("recovered_fen", MONEY),
         ("live_vouchers", INT),
         POSITION,
     ),
     indexes=(("source_id",),),
-    checks=("reserved_fen >= released_fen", "released_fen >= 0", "live_vouchers >= 0"),
+    checks=(
+        "reserved_fen >= released_fen",
+        "released_fen >= 0",
+        "post_subsidy_reserved_fen >= post_subsidy_released_fen",
+        "post_subsidy_released_fen >= 0",
+        "live_vouchers >= 0",
+        # Nothing is owed beyond what the source was given (DESIGN.md §3).
+        "appropriation_fen - reserved_fen + released_fen - post_subsidy_reserved_fen"
+        " + post_subsidy_released_fen + recovered_fen >= 0",
+    ),
 )
 ENTERPRISE_YEARS = Table(
     "proj_enterprise_year",
@@ -125,13 +137,16 @@ PROVIDER_YEARS = Table(
         ("fiscal_year", INT),
         ("redeemed_contract_fen", MONEY),
         ("subsidy_earned_fen", MONEY),
-        ("bonus_accrued_fen", MONEY),
-        ("bonus_clawed_back_fen", MONEY),
-        ("bonus_cap_fen", "BIGINT"),
+        ("post_subsidy_accrued_fen", MONEY),
+        ("post_subsidy_clawed_back_fen", MONEY),
+        ("post_subsidy_cap_fen", "BIGINT"),
         POSITION,
     ),
     indexes=(("institution_id", "fiscal_year"),),
-    checks=("bonus_accrued_fen >= bonus_clawed_back_fen", "bonus_clawed_back_fen >= 0"),
+    checks=(
+        "post_subsidy_accrued_fen >= post_subsidy_clawed_back_fen",
+        "post_subsidy_clawed_back_fen >= 0",
+    ),
 )
 VOUCHERS = Table(
     "proj_voucher",
@@ -237,6 +252,20 @@ REFUSALS = Table(
     ),
     indexes=(("slug",), ("invoice_no",)),
 )
+PRINCIPALS = Table(
+    "proj_principal",  # who may call the ledger; never a token or its digest
+    ("principal_id",),
+    (
+        ("principal_id", TEXT),
+        ("name", TEXT),
+        ("role", TEXT),
+        ("institution_id", "TEXT"),
+        ("revoked", INT),
+        ("created_position", "BIGINT NOT NULL"),
+        POSITION,
+    ),
+    indexes=(("created_position",),),
+)
 ACTIONS = Table(
     "proj_action",  # clawbacks, freezes and unfreezes, revocations: who, why, when
     ("position",),
@@ -259,6 +288,7 @@ TABLES = (
     INSTITUTIONS,
     REFUSALS,
     ACTIONS,
+    PRINCIPALS,
 )
 
 
@@ -273,6 +303,8 @@ def source_view(row: Row) -> FundingSourceView:
         row["document_ref"],
         row["reserved_fen"],
         row["released_fen"],
+        row["post_subsidy_reserved_fen"],
+        row["post_subsidy_released_fen"],
         row["recovered_fen"],
     )
 
@@ -421,6 +453,13 @@ class ViewStore:
             f"FROM {self.qualified(PAYABLES.name)} WHERE provider_id = %s AND fiscal_year = %s "
             "GROUP BY source_id, kind ORDER BY source_id, kind",
             (provider_id, fiscal_year),
+        )
+
+    def principals(self, after: int, limit: int) -> list[Row]:
+        return self._rows(
+            f"SELECT * FROM {self.qualified(PRINCIPALS.name)} WHERE created_position > %s "
+            "ORDER BY created_position LIMIT %s",
+            (after, limit),
         )
 
     def vouchers(self, filters: VoucherFilter) -> list[Row]:

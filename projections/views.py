@@ -15,12 +15,14 @@ from ledger.caps import EnterpriseYear, ProviderYear
 from ledger.claims import ContractClaim, RefusedRedemption
 from ledger.funding import FundingSource
 from ledger.institution import Institution
+from ledger.principals import Principal
 from ledger.voucher import ACTIVE, USED_UP, Voucher
 from projections.store import (
     ACTIONS,
     ENTERPRISE_YEARS,
     INSTITUTIONS,
     PAYABLES,
+    PRINCIPALS,
     PROVIDER_YEARS,
     REDEMPTIONS,
     REFUSALS,
@@ -45,7 +47,10 @@ CLAIMED: type[Any] = getattr(ContractClaim, "Claimed")  # noqa: B009
 ENTERPRISE_OPENED: type[Any] = getattr(EnterpriseYear, "Opened")  # noqa: B009
 SUBSIDY_CLAWED_BACK: type[Any] = getattr(EnterpriseYear, "SubsidyClawedBack")  # noqa: B009
 PROVIDER_OPENED: type[Any] = getattr(ProviderYear, "Opened")  # noqa: B009
-BONUS_CLAWED_BACK: type[Any] = getattr(ProviderYear, "BonusClawedBack")  # noqa: B009
+POST_SUBSIDY_CLAWED_BACK: type[Any] = getattr(ProviderYear, "PostSubsidyClawedBack")  # noqa: B009
+PAYMENT_DETAILS_CHANGED: type[Any] = getattr(Institution, "PaymentDetailsChanged")  # noqa: B009
+PRINCIPAL_CREATED: type[Any] = getattr(Principal, "Created")  # noqa: B009
+PRINCIPAL_REVOKED: type[Any] = getattr(Principal, "Revoked")  # noqa: B009
 CLAWED_BACK: type[Any] = getattr(ContractClaim, "ClawedBack")  # noqa: B009
 INSTITUTION_REGISTERED: type[Any] = getattr(Institution, "Registered")  # noqa: B009
 FROZEN: type[Any] = getattr(Institution, "Frozen")  # noqa: B009
@@ -111,7 +116,10 @@ class LedgerViews:
             "appropriation_fen": e.appropriation_fen,
             "reserved_fen": 0,
             "released_fen": 0,
+            "post_subsidy_reserved_fen": 0,
+            "post_subsidy_released_fen": 0,
             "disbursed_fen": 0,
+            "post_subsidy_fen": 0,
             "recovered_fen": 0,
             "live_vouchers": 0,
         }
@@ -119,19 +127,26 @@ class LedgerViews:
 
     @apply.register(RESERVED)
     def _reserved(self, e: Any, b: Batch, position: int) -> None:
-        self._add(b, SOURCES, str(e.originator_id), "reserved_fen", e.amount_fen, position)
+        row = b.get(SOURCES, str(e.originator_id))
+        row["reserved_fen"] += e.amount_fen
+        row["post_subsidy_reserved_fen"] += e.post_subsidy_fen
+        b.put(SOURCES, row, position)
 
     @apply.register(RELEASED)
     def _released(self, e: Any, b: Batch, position: int) -> None:
-        self._add(b, SOURCES, str(e.originator_id), "released_fen", e.amount_fen, position)
+        row = b.get(SOURCES, str(e.originator_id))
+        row["released_fen"] += e.amount_fen
+        row["post_subsidy_released_fen"] += e.post_subsidy_fen
+        b.put(SOURCES, row, position)
 
     @apply.register(RECOVERED)
     def _recovered(self, e: Any, b: Batch, position: int) -> None:
         source = self._add(
             b, SOURCES, str(e.originator_id), "recovered_fen", e.amount_fen, position
         )
-        line = (str(e.redemption_id), f"subsidy:{source['source_id']}")
-        self._add(b, PAYABLES, line, "clawed_back_fen", e.amount_fen, position)
+        if e.kind == "subsidy":  # a post-subsidy's payable line follows its year's counter
+            line = (str(e.redemption_id), f"subsidy:{source['source_id']}")
+            self._add(b, PAYABLES, line, "clawed_back_fen", e.amount_fen, position)
 
     # ---- vouchers ------------------------------------------------------------------------
     @apply.register(ISSUED)
@@ -190,10 +205,10 @@ class LedgerViews:
     def _claimed(self, e: Any, b: Batch, position: int) -> None:
         self._redemption(e, b, position)
         lines = [("subsidy", str(s), int(a)) for s, a in e.splits]
-        lines.append(("bonus", e.provider_bonus_source_id, e.provider_bonus_fen))
+        lines.append(("bonus", e.post_subsidy_source_id, e.post_subsidy_fen))
         for kind, source_id, amount_fen in lines:
-            if kind == "subsidy":
-                self._add(b, SOURCES, source_key(source_id), "disbursed_fen", amount_fen, position)
+            column = "disbursed_fen" if kind == "subsidy" else "post_subsidy_fen"
+            self._add(b, SOURCES, source_key(source_id), column, amount_fen, position)
             if amount_fen == 0:
                 continue
             row = {
@@ -276,9 +291,9 @@ class LedgerViews:
             "fiscal_year": e.fiscal_year,
             "redeemed_contract_fen": 0,
             "subsidy_earned_fen": 0,
-            "bonus_accrued_fen": 0,
-            "bonus_clawed_back_fen": 0,
-            "bonus_cap_fen": None,
+            "post_subsidy_accrued_fen": 0,
+            "post_subsidy_clawed_back_fen": 0,
+            "post_subsidy_cap_fen": None,
         }
         b.put(PROVIDER_YEARS, row, position)
 
@@ -287,14 +302,16 @@ class LedgerViews:
         row = b.get(PROVIDER_YEARS, str(e.originator_id))
         row["redeemed_contract_fen"] += e.contract_amount_fen
         row["subsidy_earned_fen"] += e.subsidy_fen
-        row["bonus_accrued_fen"] += e.bonus_fen
-        row["bonus_cap_fen"] = e.bonus_cap_fen
+        row["post_subsidy_accrued_fen"] += e.post_subsidy_fen
+        row["post_subsidy_cap_fen"] = e.post_subsidy_cap_fen
         b.put(PROVIDER_YEARS, row, position)
 
-    @apply.register(BONUS_CLAWED_BACK)
-    def _bonus_clawed_back(self, e: Any, b: Batch, position: int) -> None:
+    @apply.register(POST_SUBSIDY_CLAWED_BACK)
+    def _post_subsidy_clawed_back(self, e: Any, b: Batch, position: int) -> None:
         year_id = str(e.originator_id)
-        self._add(b, PROVIDER_YEARS, year_id, "bonus_clawed_back_fen", e.amount_fen, position)
+        self._add(
+            b, PROVIDER_YEARS, year_id, "post_subsidy_clawed_back_fen", e.amount_fen, position
+        )
         if e.amount_fen:
             line = (str(e.redemption_id), "bonus")
             self._add(b, PAYABLES, line, "clawed_back_fen", e.amount_fen, position)
@@ -312,6 +329,34 @@ class LedgerViews:
             "frozen": 0,
         }
         b.put(INSTITUTIONS, row, position)
+
+    @apply.register(PAYMENT_DETAILS_CHANGED)
+    def _payment_details_changed(self, e: Any, b: Batch, position: int) -> None:
+        row = b.get(INSTITUTIONS, str(e.originator_id))
+        row["bank_account"] = e.bank_account
+        row["contact"] = e.contact
+        b.put(INSTITUTIONS, row, position)
+        self._action(b, e, "payment-details", str(row["institution_id"]), e.reason, position)
+
+    # ---- principals (never their tokens) -------------------------------------------------
+    @apply.register(PRINCIPAL_CREATED)
+    def _principal_created(self, e: Any, b: Batch, position: int) -> None:
+        row = {
+            "principal_id": str(e.originator_id),
+            "name": e.name,
+            "role": e.role,
+            "institution_id": e.institution_id,
+            "revoked": 0,
+            "created_position": position,
+        }
+        b.put(PRINCIPALS, row, position)
+
+    @apply.register(PRINCIPAL_REVOKED)
+    def _principal_revoked(self, e: Any, b: Batch, position: int) -> None:
+        row = b.get(PRINCIPALS, str(e.originator_id))
+        row["revoked"] = 1
+        b.put(PRINCIPALS, row, position)
+        self._action(b, e, "revoke-principal", str(e.originator_id), e.reason, position)
 
     @apply.register(FROZEN)
     def _frozen(self, e: Any, b: Batch, position: int) -> None:

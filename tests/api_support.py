@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from api.app import LedgerApp
-from tests.conftest import ENTERPRISE, ENTERPRISE_2, PROVIDER, PROVIDER_2
+from tests.conftest import BANK, ENTERPRISE, ENTERPRISE_2, PROVIDER, PROVIDER_2
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 24
-ROLES = ("admin", "program_officer", "provider", "treasury", "auditor", "inspector")
+ROLES = ("admin", "program_officer", "provider", "bank", "treasury", "auditor", "inspector")
 
 
 def auth(token: str) -> dict[str, str]:
@@ -107,11 +107,13 @@ def open_worked_example(api: Api) -> Api:
         (ENTERPRISE_2, "enterprise"),
         (PROVIDER, "provider"),
         (PROVIDER_2, "provider"),
+        (BANK, "bank"),
     ):
         body = {"id": uscc, "name": f"{kind} {uscc[-4:]}", "kind": kind}
         assert api.post("/v1/institutions", body).status_code == 201
-    api.tokens = {role: api.principal(role) for role in ROLES if role != "provider"}
+    api.tokens = {role: api.principal(role) for role in ROLES if role not in ("provider", "bank")}
     api.tokens["provider"] = api.principal("provider", PROVIDER)
+    api.tokens["bank"] = api.principal("bank", BANK)
     api.tokens["provider_2"] = api.principal("provider", PROVIDER_2)
     result = api.post("/v1/programs", WORKED_PROGRAM, api.tokens["program_officer"])
     assert result.status_code == 201, result.text

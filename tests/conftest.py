@@ -22,7 +22,7 @@ from ledger.application import VoucherLedger
 from ledger.settings import Settings
 from ledger.uscc import make_uscc
 
-TODAY = dt.date(2026, 3, 1)
+TODAY = dt.date(2026, 4, 1)
 OFFICER = "officer-1"
 PROVIDER_ACTOR = "provider-principal-1"
 
@@ -140,9 +140,9 @@ def open_worked_example(app: VoucherLedger, world: World = World()) -> World:
             {"source_id": world.city, "share_bp": 3000},
         ],
         max_face_value_fen=5_000_000,
-        provider_bonus_rate_bp=500,
-        provider_bonus_source_id=world.city,
-        provider_annual_cap_fen=50_000_000,
+        post_subsidy_rate_bp=500,
+        post_subsidy_source_id=world.city,
+        post_subsidy_annual_cap_fen=50_000_000,
         enterprise_annual_cap_fen=10_000_000,
         actor=OFFICER,
     )
@@ -207,9 +207,9 @@ def log_length(app: VoucherLedger) -> int:
 PROGRAMME_DEFAULTS: dict[str, object] = {
     "fiscal_year": 2026,
     "max_face_value_fen": 5_000_000,
-    "provider_bonus_rate_bp": 500,
-    "provider_bonus_source_id": "city-2026",
-    "provider_annual_cap_fen": 50_000_000,
+    "post_subsidy_rate_bp": 500,
+    "post_subsidy_source_id": "city-2026",
+    "post_subsidy_annual_cap_fen": 50_000_000,
     "enterprise_annual_cap_fen": 10_000_000,
     "actor": OFFICER,
 }

@@ -5,6 +5,7 @@ the fiscal-year report as an offline HTML page with a Sankey SVG and as an XLSX 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from typing import Any
 
@@ -147,10 +148,13 @@ def test_self_dealing_attempts_are_found_even_though_refused(api: Api) -> None:
 def test_several_small_contracts_between_one_pair_look_like_splitting(api: Api) -> None:
     open_worked_example(api)
     small = {"contract_amount_fen": 100_000}
+    mine = [issue(api) for _ in range(3)]
+    theirs = [issue(api, holder=ENTERPRISE_2) for _ in range(2)]  # issued on 2026-04-01
+    api.app.ledger.today = lambda: dt.date(2026, 4, 10)  # the claims come in later
     for n, day in enumerate(("2026-04-01", "2026-04-05", "2026-04-09")):
-        redeem(api, issue(api), f"S-{n}", service_date=day, **small)
+        redeem(api, mine[n], f"S-{n}", service_date=day, **small)
     for n, day in enumerate(("2026-04-01", "2026-04-03")):  # two only: clean
-        redeem(api, issue(api, holder=ENTERPRISE_2), f"T-{n}", service_date=day, **small)
+        redeem(api, theirs[n], f"T-{n}", service_date=day, **small)
     rows = findings(api, "contract-splitting", days=30, threshold_fen=500_000, min_contracts=3)
     assert [(r["provider_id"], r["holder_id"], r["contracts"]) for r in rows] == [
         (PROVIDER, ENTERPRISE, 3)

@@ -93,7 +93,9 @@ def test_an_unknown_voucher_is_not_found(api: Api) -> None:
 
 def test_a_source_that_cannot_cover_the_reservation_is_insufficient_funds(api: Api) -> None:
     open_worked_example(api)
-    for _ in range(29):  # 29 x 3,333,333 of the province's 100,000,000 at 6000/9000
+    # Each voucher commits 1,666,667 of the city's 50,000,000 at 3000/9000 and the 277,777 of
+    # post-subsidy its 5,000,000 can earn (500 bp of 5,555,555 honoured): 25 fit, not 26.
+    for _ in range(25):
         issue(api, face_value_fen=5_000_000)
     before = api.log_length()
     body = {

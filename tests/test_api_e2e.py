@@ -3,6 +3,7 @@ PostgreSQL, then stopped."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ledger.application import china_today
 from tests.api_support import WORKED_PROGRAM, WORKED_SOURCES
 from tests.conftest import ENTERPRISE, PROVIDER
 
@@ -98,7 +100,7 @@ def test_the_served_api_runs_the_worked_example_and_counts_it_in_metrics(
             "program_id": "innovation-2026",
             "holder_id": ENTERPRISE,
             "face_value_fen": 2_000_000,
-            "valid_until": "2026-12-31",
+            "valid_until": (china_today() + dt.timedelta(days=365)).isoformat(),
         },
         officer["token"],
     ).json()
@@ -108,7 +110,7 @@ def test_the_served_api_runs_the_worked_example_and_counts_it_in_metrics(
         "invoice_no": "E2E-INV-1",
         "service_category": "testing",
         "contract_amount_fen": 1_000_000,
-        "service_date": "2026-04-01",
+        "service_date": china_today().isoformat(),  # the server's clock is real
     }
     redemption = post(server, "/v1/redemptions", body, provider["token"])
     assert redemption.status_code == 201, redemption.text

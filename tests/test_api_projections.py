@@ -179,7 +179,7 @@ def test_payables_list_each_redemption_line_and_export_as_csv(api: Api) -> None:
     own = api.get("/v1/payables", api.tokens["provider"]).json
     assert {p["provider_id"] for p in own["items"]} == {PROVIDER}
     other = api.get("/v1/payables", api.tokens["provider"], provider_id=PROVIDER_2)
-    assert other.status_code == 403
+    assert other.status_code == 404  # as if it did not exist: a provider learns nothing
 
 
 def test_health_and_metrics_report_how_far_the_views_are_behind(lagging_api: Api) -> None:

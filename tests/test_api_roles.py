@@ -5,15 +5,17 @@ authorisation and, with the sensible request built here, succeed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from api.routes import OPERATIONS, Operation
 from ledger.principals import ROLES
 from ledger.uscc import make_uscc
-from tests.api_support import Api, auth, issue, open_worked_example, redemption_body
+from tests.api_support import Api, auth, issue, open_worked_example, public_pem, redemption_body
 from tests.conftest import ENTERPRISE, ENTERPRISE_2, PROVIDER, PROVIDER_2
 
 NO_TOKEN, UNKNOWN_TOKEN = "no token", "unknown token"
@@ -32,6 +34,7 @@ class Scene:
     fresh_voucher: str  # active, never redeemed
     redemption: str  # by PROVIDER, of redeemed_voucher
     frozen: str = PROVIDER_2  # frozen by the inspector
+    principals: list[str] = field(default_factory=list)  # ones an admin may revoke or rotate
 
 
 def open_scene(api: Api) -> Scene:
@@ -44,7 +47,12 @@ def open_scene(api: Api) -> Scene:
         f"/v1/institutions/{PROVIDER_2}/freeze", {"reason": "audit"}, api.tokens["inspector"]
     )
     assert frozen.status_code == 200, frozen.text
-    return Scene(api, redeemed, fresh, str(result.json["id"]))
+    scene = Scene(api, redeemed, fresh, str(result.json["id"]))
+    for n in range(2):  # for an admin to revoke or rotate
+        made = api.post("/v1/principals", {"name": f"temporary {n}", "role": "auditor"})
+        assert made.status_code == 201, made.text
+        scene.principals.append(str(made.json["id"]))
+    return scene
 
 
 # The id each path names: ids the "provider" principal may see, so that its own_only operations
@@ -64,6 +72,10 @@ PATH_IDS: dict[str, Any] = {
     "/v1/audit/trace/redemptions/{id}": lambda s: s.redemption,
     "/v1/audit/trace/funding-sources/{id}": lambda s: "province-2026",
     "/v1/audit/inspections/{id}": lambda s: "velocity",
+    "/v1/principals/{id}/revoke": lambda s: s.principals[0],
+    "/v1/principals/{id}/rotate": lambda s: s.principals[0],
+    "/v1/institutions/{id}/keys": lambda s: PROVIDER,
+    "/v1/institutions/{id}/payment-details": lambda s: ENTERPRISE_2,
 }
 
 # A valid body for each request schema (api.schemas.REQUESTS), one that the ledger accepts.
@@ -98,6 +110,17 @@ BODIES: dict[str, Any] = {
     "NewRedemption": lambda s: redemption_body(s.fresh_voucher, "C-2"),
     "Reason": lambda s: {"reason": "role matrix"},
     "Clawback": lambda s: {"reason_code": "duplicate-invoice"},
+    "Empty": lambda s: {},
+    # A fresh key each time: registering the key in force again is refused (invalid-state).
+    "NewPublicKey": lambda s: {
+        "public_key_pem": public_pem(Ed25519PrivateKey.generate()),
+        "reason": "role matrix",
+    },
+    "PaymentDetails": lambda s: {
+        "bank_account": f"6222 0000 {len(s.principals)} {uuid.uuid4().hex[:6]}",
+        "contact": None,
+        "reason": "role matrix",
+    },
 }
 
 
@@ -227,14 +250,23 @@ def test_a_role_in_the_table_gets_past_authorisation_and_succeeds(
 
 
 def test_a_provider_cannot_read_another_providers_balances_or_institution(scene: Scene) -> None:
+    """Another provider's is "not found", like what does not exist: a provider learns nothing
+    of what exists."""
     api = scene.api
     for token, other in (
         (api.tokens["provider"], PROVIDER_2),
         (api.tokens["provider_2"], PROVIDER),
     ):
         balances = api.get(f"/v1/institutions/{other}/balances", token, fiscal_year=2026)
-        assert_problem(balances, 403, "forbidden")
-        assert_problem(api.get(f"/v1/institutions/{other}", token), 403, "forbidden")
+        assert_problem(balances, 404, "not-found")
+        assert_problem(api.get(f"/v1/institutions/{other}", token), 404, "not-found")
+        unknown = api.get(f"/v1/institutions/{NEW_ENTERPRISE}", token)
+        assert_problem(unknown, 404, "not-found")
+        # Word for word what an institution that does not exist gets.
+        assert unknown.json["detail"] == f"institution {NEW_ENTERPRISE} not found"
+        assert api.get(f"/v1/institutions/{other}", token).json["detail"] == (
+            f"institution {other} not found"
+        )
     own = api.get(f"/v1/institutions/{PROVIDER}/balances", api.tokens["provider"], fiscal_year=2026)
     assert own.status_code == 200, own.text
     assert own.json["redeemed_contract_fen"] == 1_000_000
@@ -244,25 +276,25 @@ def test_a_provider_cannot_read_an_enterprises_balances(scene: Scene) -> None:
     result = scene.api.get(
         f"/v1/institutions/{ENTERPRISE}/balances", scene.api.tokens["provider"], fiscal_year=2026
     )
-    assert_problem(result, 403, "forbidden")
+    assert_problem(result, 404, "not-found")
 
 
 def test_a_provider_reads_a_voucher_only_after_redeeming_it(scene: Scene) -> None:
     api = scene.api
     voucher = issue(api)
     path = f"/v1/vouchers/{voucher}"
-    assert_problem(api.get(path, api.tokens["provider"]), 403, "forbidden")
+    assert_problem(api.get(path, api.tokens["provider"]), 404, "not-found")
     redeemed = api.post("/v1/redemptions", redemption_body(voucher, "C-9"), api.tokens["provider"])
     assert redeemed.status_code == 201, redeemed.text
     after = api.get(path, api.tokens["provider"])
     assert after.status_code == 200, after.text
     assert after.json["id"] == voucher
     # Redeeming it did not open it to every provider.
-    assert_problem(api.get(path, api.tokens["provider_2"]), 403, "forbidden")
+    assert_problem(api.get(path, api.tokens["provider_2"]), 404, "not-found")
 
 
 def test_a_provider_cannot_read_another_providers_redemption(scene: Scene) -> None:
     api = scene.api
     path = f"/v1/redemptions/{scene.redemption}"
     assert api.get(path, api.tokens["provider"]).status_code == 200
-    assert_problem(api.get(path, api.tokens["provider_2"]), 403, "forbidden")
+    assert_problem(api.get(path, api.tokens["provider_2"]), 404, "not-found")

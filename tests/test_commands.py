@@ -3,6 +3,7 @@ refused command stores nothing."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -10,8 +11,8 @@ from typing import Any
 import pytest
 
 from ledger.application import VoucherLedger
-from ledger.commands import RECORDED_REFUSALS
 from ledger.errors import LedgerError
+from ledger.redemptions import RECORDED_REFUSALS
 from tests.conftest import (
     BANK,
     ENTERPRISE,
@@ -98,8 +99,8 @@ def test_a_programme_naming_an_unknown_source_is_not_found(
             [{"source_id": "nowhere", "share_bp": 5000}],
             name="P2",
             max_face_value_fen=1,
-            provider_bonus_rate_bp=0,
-            provider_annual_cap_fen=0,
+            post_subsidy_rate_bp=0,
+            post_subsidy_annual_cap_fen=0,
             enterprise_annual_cap_fen=0,
         ),
     )
@@ -118,8 +119,8 @@ def test_shares_over_10000_bp_are_refused(app: VoucherLedger, world: World) -> N
             ],
             name="P2",
             max_face_value_fen=1,
-            provider_bonus_rate_bp=0,
-            provider_annual_cap_fen=0,
+            post_subsidy_rate_bp=0,
+            post_subsidy_annual_cap_fen=0,
             enterprise_annual_cap_fen=0,
         ),
     )
@@ -146,8 +147,8 @@ def test_a_programme_cannot_draw_on_a_source_of_another_fiscal_year(
             [{"source_id": "city-2025", "share_bp": 5000}],
             name="P2",
             max_face_value_fen=1,
-            provider_bonus_rate_bp=0,
-            provider_annual_cap_fen=0,
+            post_subsidy_rate_bp=0,
+            post_subsidy_annual_cap_fen=0,
             enterprise_annual_cap_fen=0,
         ),
     )
@@ -178,11 +179,50 @@ def test_a_public_key_that_is_not_ed25519_pem_is_refused(app: VoucherLedger) -> 
 
 
 def test_a_service_date_after_valid_until_is_refused_as_expired(
+    make_app: Callable[..., VoucherLedger], app: VoucherLedger, world: World
+) -> None:
+    voucher_id = issue(app, valid_until="2026-06-30")
+    on_the_last_day = make_app(today=dt.date(2026, 6, 30))
+    refused(app, "voucher-expired", lambda: redeem(app, voucher_id, service_date="2026-07-01"))
+    redeem(on_the_last_day, voucher_id, service_date="2026-06-30")
+
+
+def test_a_service_date_in_the_future_is_refused_but_after_valid_until_it_is_expired(
     app: VoucherLedger, world: World
 ) -> None:
     voucher_id = issue(app, valid_until="2026-06-30")
+    error = refused(
+        app, "validation-error", lambda: redeem(app, voucher_id, service_date="2026-04-02")
+    )
+    assert "future" in error.detail
     refused(app, "voucher-expired", lambda: redeem(app, voucher_id, service_date="2026-07-01"))
-    redeem(app, voucher_id, service_date="2026-06-30")
+
+
+def test_a_service_date_before_the_voucher_was_issued_is_refused(
+    make_app: Callable[..., VoucherLedger], app: VoucherLedger, world: World
+) -> None:
+    voucher_id = issue(app)  # issued on 2026-04-01
+    a_week_later = make_app(today=dt.date(2026, 4, 8))
+    error = refused(
+        a_week_later,
+        "validation-error",
+        lambda: redeem(a_week_later, voucher_id, service_date="2026-03-31"),
+    )
+    assert "before the voucher was issued" in error.detail
+    redeem(a_week_later, voucher_id, service_date="2026-04-01")
+    redeem(a_week_later, voucher_id, contract_no="C-2", service_date="2026-04-08")
+
+
+def test_today_is_the_day_in_china_standard_time() -> None:
+    from ledger.application import CHINA_STANDARD_TIME, china_today
+
+    now = dt.datetime.now(dt.UTC)
+    assert china_today() in {
+        (now + dt.timedelta(hours=8)).date(),
+        (dt.datetime.now(dt.UTC) + dt.timedelta(hours=8)).date(),
+    }
+    late_utc = dt.datetime(2026, 4, 1, 16, 0, tzinfo=dt.UTC)
+    assert late_utc.astimezone(CHINA_STANDARD_TIME).date() == dt.date(2026, 4, 2)
 
 
 def test_a_voucher_beyond_the_available_appropriation_is_refused(
@@ -194,8 +234,8 @@ def test_a_voucher_beyond_the_available_appropriation_is_refused(
         [{"source_id": world.city, "share_bp": 10_000}],
         name="Big",
         max_face_value_fen=10**12,
-        provider_bonus_rate_bp=0,
-        provider_annual_cap_fen=0,
+        post_subsidy_rate_bp=0,
+        post_subsidy_annual_cap_fen=0,
         enterprise_annual_cap_fen=10**12,
     )
     issue(app, face_value_fen=49_000_000, programme_id="big")
@@ -315,7 +355,9 @@ def test_the_expiry_sweep_releases_vouchers_past_their_date(
     assert expired == [short]
     assert app.voucher(short).status == "expired"
     assert app.voucher(long).status == "active"
-    assert app.funding_source("city-2026").committed_fen == 666_667 + 30_000
+    # The long voucher's reservations (subsidy and the post-subsidy it can earn) stay; of the
+    # short one only what its redemption drew: 30,000 of subsidy and 5,000 of post-subsidy.
+    assert app.funding_source("city-2026").committed_fen == 666_667 + 111_111 + 30_000 + 5_000
     assert app.expire_vouchers("2026-05-01", actor="sweeper") == []
 
 
@@ -350,7 +392,7 @@ def test_the_provider_bonus_stops_at_the_annual_cap(app: VoucherLedger, world: W
         "bonus",
         [{"source_id": world.city, "share_bp": 1000}],
         name="Bonus",
-        provider_annual_cap_fen=60_000,
+        post_subsidy_annual_cap_fen=60_000,
     )
     voucher_id = issue(app, programme_id="bonus", face_value_fen=5_000_000)
 
@@ -358,7 +400,7 @@ def test_the_provider_bonus_stops_at_the_annual_cap(app: VoucherLedger, world: W
     second, _ = redeem(app, voucher_id, contract_no="C-2", amount_fen=1_000_000)
     third, _ = redeem(app, voucher_id, contract_no="C-3", amount_fen=1_000_000)
 
-    assert (first.provider_bonus_fen, second.provider_bonus_fen, third.provider_bonus_fen) == (
+    assert (first.post_subsidy_fen, second.post_subsidy_fen, third.post_subsidy_fen) == (
         50_000,
         10_000,
         0,
@@ -376,10 +418,11 @@ def test_a_clawback_returns_the_subsidy_to_its_sources_as_recovered(
 
     assert clawed.clawed_back and position is not None
     province, city = app.funding_source("province-2026"), app.funding_source("city-2026")
-    assert (province.recovered_fen, city.recovered_fen) == (600_000, 300_000)
+    # The city source recovers its subsidy and the post-subsidy it owed the provider.
+    assert (province.recovered_fen, city.recovered_fen) == (600_000, 300_000 + 50_000)
     assert province.available_fen == 100_000_000 - 1_333_333 + 600_000
     provider_year = app.provider_year(PROVIDER, 2026)
-    assert provider_year is not None and provider_year.bonus_clawed_back_fen == 50_000
+    assert provider_year is not None and provider_year.post_subsidy_clawed_back_fen == 50_000
     refused(
         app,
         "invalid-state",

@@ -8,6 +8,7 @@ which the writer must retry: callers may only ever see business errors."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 import traceback
@@ -200,9 +201,9 @@ def create_programme(
             {"source_id": world.city, "share_bp": 3000},
         ],
         max_face_value_fen=5_000_000,
-        provider_bonus_rate_bp=BONUS_BP,
-        provider_bonus_source_id=world.city,
-        provider_annual_cap_fen=provider_cap_fen,
+        post_subsidy_rate_bp=BONUS_BP,
+        post_subsidy_source_id=world.city,
+        post_subsidy_annual_cap_fen=provider_cap_fen,
         enterprise_annual_cap_fen=enterprise_cap_fen,
         actor=OFFICER,
     )
@@ -380,14 +381,14 @@ def test_one_providers_post_subsidy_cap_is_never_exceeded(ledgers: Ledgers) -> N
     assert len(done) == THREADS  # the cap cuts the bonus, never the redemption
     p_year = apps[0].provider_year(PROVIDER, 2026)
     assert p_year is not None
-    bonuses = sorted((r.provider_bonus_fen for r in done), reverse=True)
-    assert p_year.bonus_accrued_fen <= cap_fen
-    assert p_year.bonus_accrued_fen == sum(bonuses) == cap_fen
+    bonuses = sorted((r.post_subsidy_fen for r in done), reverse=True)
+    assert p_year.post_subsidy_accrued_fen <= cap_fen
+    assert p_year.post_subsidy_accrued_fen == sum(bonuses) == cap_fen
     assert bonuses == [15_000] * 6 + [10_000] + [0] * (THREADS - 7)
     assert p_year.redeemed_contract_fen == THREADS * amount_fen
     assert p_year.subsidy_earned_fen == sum(r.subsidy_fen for r in done) == THREADS * 270_000
     fresh = ledgers.open().provider_year(PROVIDER, 2026)
-    assert fresh is not None and fresh.bonus_accrued_fen == cap_fen
+    assert fresh is not None and fresh.post_subsidy_accrued_fen == cap_fen
     assert_streams_have_no_gaps(ledgers.url)
 
 
@@ -463,7 +464,9 @@ def test_racing_issuance_never_commits_more_than_a_funding_source_holds(ledgers:
     province = apps[0].funding_source(world.province)
     city = apps[0].funding_source(world.city)
     assert province.available_fen == 0 and province.committed_fen == 2_000_000
-    assert city.committed_fen == 10 * 100_000
+    # Each voucher also holds on the city the post-subsidy it can earn: 500 bp of the 333,333 fen
+    # of contract its face value can honour at 9000 bp.
+    assert city.committed_fen == 10 * (100_000 + 16_666)
     for voucher_id in issued:
         assert apps[0].voucher(voucher_id).reservations == (
             (world.province, 200_000),
@@ -529,7 +532,17 @@ def test_a_mixed_race_of_issues_redemptions_revocations_and_freezes_keeps_the_bo
         source = apps[0].funding_source(source_id)
         reserved = sum(a for v in all_vouchers for s, a in v.reservations if s == source_id)
         released = sum(a for v in all_vouchers for s, a in v.released_by_source if s == source_id)
-        assert source.committed_fen == reserved - released
+        mine = [v for v in all_vouchers if v.post_subsidy_source_id == source_id]
+        post_reserved = sum(v.post_subsidy_reserved_fen for v in mine)
+        post_drawn = sum(
+            r.post_subsidy_fen for r in redeemed if r.post_subsidy_source_id == source_id
+        )
+        post_left = sum(v.post_subsidy_remaining_fen for v in mine)
+        assert source.post_subsidy_reserved_fen == post_reserved
+        assert source.post_subsidy_released_fen == post_reserved - post_drawn - post_left
+        assert source.committed_fen == (
+            reserved - released + post_reserved - source.post_subsidy_released_fen
+        )
     for provider in (PROVIDER, PROVIDER_2):
         p_year = apps[0].provider_year(provider, 2026)
         mine = [r for r in redeemed if r.provider_id == provider]
@@ -539,6 +552,102 @@ def test_a_mixed_race_of_issues_redemptions_revocations_and_freezes_keeps_the_bo
     thawed = sum(1 for r in results if r.error is None and r.index in freezers and not r.index % 2)
     assert froze - thawed in (0, 1)
     assert apps[0].institution(PROVIDER_2).frozen == (froze - thawed == 1)
+    assert_streams_have_no_gaps(ledgers.url)
+
+
+def test_no_source_ever_owes_more_than_it_was_given_while_vouchers_are_used_up(
+    ledgers: Ledgers,
+) -> None:
+    """Issue 12: for every source, at every moment, Σ owed ≤ appropriation + recovered and
+    available ≥ 0, while 32 callers on 4 ledgers issue vouchers on a tight city source (its
+    post-subsidy rate high, so the post-subsidy is most of what it owes), use them up with
+    contracts far larger than they can honour, revoke and claw back; a sampler reads the
+    source from a fifth ledger all along."""
+    apps = ledgers.racers
+    world = World(programme_id="tight-2026", province="roomy-province", city="tight-city")
+    for source_id, level, appropriation_fen in (
+        (world.province, "province", 10**12),
+        (world.city, "city", 3_000_000),
+    ):
+        apps[0].open_funding_source(
+            source_id=source_id,
+            name=source_id,
+            level=level,
+            fiscal_year=2026,
+            appropriation_fen=appropriation_fen,
+            document_ref=f"doc {source_id}",
+            actor=OFFICER,
+        )
+    apps[0].create_programme(
+        programme_id=world.programme_id,
+        name="tight",
+        fiscal_year=2026,
+        shares=[
+            {"source_id": world.province, "share_bp": 6000},
+            {"source_id": world.city, "share_bp": 3000},
+        ],
+        max_face_value_fen=5_000_000,
+        post_subsidy_rate_bp=3000,
+        post_subsidy_source_id=world.city,
+        post_subsidy_annual_cap_fen=10**12,
+        enterprise_annual_cap_fen=10**12,
+        actor=OFFICER,
+    )
+    holders = register_enterprises(apps[0], 4)
+    apps[0].register_institution(uscc=PROVIDER, name="provider", kind="provider", actor=OFFICER)
+    sampler = ledgers.open()
+    stop = threading.Event()
+    seen: list[tuple[int, int]] = []  # (available, committed) at each sample
+
+    def sample() -> None:
+        while not stop.is_set():
+            city = sampler.funding_source(world.city)
+            seen.append((city.available_fen, city.committed_fen))
+
+    def work(i: int) -> Call:
+        def run(app: VoucherLedger) -> list[RedemptionView]:
+            done = []
+            for n in range(6):
+                try:
+                    voucher_id = issue(
+                        app,
+                        face_value_fen=100_000 + 7_919 * ((i * 6 + n) % 13),
+                        holder=holders[i % 4],
+                        programme_id=world.programme_id,
+                    )
+                except LedgerError as exc:
+                    assert exc.slug == "insufficient-funds", exc
+                    continue
+                if (i + n) % 5 == 0:
+                    app.revoke_voucher(voucher_id, reason="race", actor=OFFICER)
+                    continue
+                r, _ = redeem(app, voucher_id, f"T-{i}-{n}", amount_fen=10**12)
+                done.append(r)
+                if (i + n) % 7 == 0:
+                    app.claw_back(r.id, reason_code="race", actor=OFFICER)
+            return done
+
+        return run
+
+    watcher = threading.Thread(target=sample, name="sampler")
+    watcher.start()
+    try:
+        results = race(apps, [work(i) for i in range(THREADS)])
+    finally:
+        stop.set()
+        watcher.join(timeout=WAIT_S)
+
+    values, _ = split(results, set())
+    redeemed = [r for done in values for r in done]
+    assert redeemed and len(seen) > 10
+    assert all(available_fen >= 0 for available_fen, _ in seen), min(seen)
+    city = ledgers.open().funding_source(world.city)
+    subsidy_fen, post_subsidy_fen = sampler.owed_fen(world.city)
+    assert post_subsidy_fen == sum(r.post_subsidy_fen for r in redeemed) > 0
+    assert subsidy_fen + post_subsidy_fen <= city.appropriation_fen + city.recovered_fen
+    assert city.available_fen >= 0
+    # Every voucher was used up or revoked: all that is committed is what was owed.
+    assert city.committed_fen == subsidy_fen + post_subsidy_fen
     assert_streams_have_no_gaps(ledgers.url)
 
 
@@ -552,6 +661,8 @@ def test_concurrent_expiry_sweeps_and_redemptions_release_each_voucher_exactly_o
         issue(apps[0], face_value_fen=face_fen, valid_until="2026-06-30", holder=h)
         for h in [ENTERPRISE, ENTERPRISE_2] * 4
     ]
+    for app in apps:  # the last day of the vouchers has passed: the sweep and the late claims
+        app.today = lambda: dt.date(2026, 7, 1)
     # Every instance both sweeps and redeems; each voucher gets two redemptions.
     sweepers = [i for i in range(THREADS) if (i // INSTANCES) % 2]
     redeemers = [i for i in range(THREADS) if not (i // INSTANCES) % 2]
@@ -591,7 +702,11 @@ def test_concurrent_expiry_sweeps_and_redemptions_release_each_voucher_exactly_o
         views = [apps[0].voucher(v) for v in vouchers]
         reserved = sum(a for v in views for s, a in v.reservations if s == source_id)
         released = sum(a for v in views for s, a in v.released_by_source if s == source_id)
-        assert source.committed_fen == reserved - released
+        # What the vouchers drew for post-subsidy stays committed; the rest was released.
+        post_drawn = sum(
+            r.post_subsidy_fen for r in redeemed if r.post_subsidy_source_id == source_id
+        )
+        assert source.committed_fen == reserved - released + post_drawn
     assert_streams_have_no_gaps(ledgers.url)
 
 

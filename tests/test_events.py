@@ -71,12 +71,15 @@ CLAIM = dict(
     subsidy_fen=90_000,
     enterprise_pays_fen=10_000,
     splits=[["prov", 60_000], ["city", 30_000]],
-    provider_bonus_fen=5_000,
-    provider_bonus_source_id="city",
+    honoured_contract_fen=100_000,
+    post_subsidy_fen=5_000,
+    post_subsidy_source_id="city",
     actor="p1",
     rules=["r@1"],
+    rule_params={"r@1": {"rate_bp": 500}},
     signature=None,
     signed_payload=None,
+    public_key_sha256=None,
 )
 
 
@@ -121,6 +124,7 @@ def test_counters_and_voucher_events_are_emitted_as_the_library_triggers_them(
         service_date="2026-04-01",
         actor="p1",
         rule="r@1",
+        post_subsidy_fen=5_000,
     )
     received = dict(
         subsidy_fen=90_000, cap_fen=10**9, redemption_id=REDEMPTION, rule="r@1", actor="p1"
@@ -128,8 +132,8 @@ def test_counters_and_voucher_events_are_emitted_as_the_library_triggers_them(
     accrued = dict(
         contract_amount_fen=100_000,
         subsidy_fen=90_000,
-        bonus_fen=5_000,
-        bonus_cap_fen=10**9,
+        post_subsidy_fen=5_000,
+        post_subsidy_cap_fen=10**9,
         redemption_id=REDEMPTION,
         rule="r@1",
         actor="p1",
@@ -166,6 +170,7 @@ def test_a_missing_or_unexpected_field_is_refused() -> None:
             splits=[],
             service_date="2026-04-01",
             actor="p1",
+            post_subsidy_fen=0,
         )
     with pytest.raises(TypeError, match="unexpected \\['colour'\\]"):
         events.create(

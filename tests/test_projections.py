@@ -128,9 +128,9 @@ def replayed_views(app: VoucherLedger) -> Rows:
                     "fiscal_year": a.fiscal_year,
                     "redeemed_contract_fen": a.redeemed_contract_fen,
                     "subsidy_earned_fen": a.subsidy_earned_fen,
-                    "bonus_accrued_fen": a.bonus_accrued_fen,
-                    "bonus_clawed_back_fen": a.bonus_clawed_back_fen,
-                    "bonus_cap_fen": a.bonus_cap_fen,
+                    "post_subsidy_accrued_fen": a.post_subsidy_accrued_fen,
+                    "post_subsidy_clawed_back_fen": a.post_subsidy_clawed_back_fen,
+                    "post_subsidy_cap_fen": a.post_subsidy_cap_fen,
                 }
             )
     replayed = {t.name: sorted(rows[t], key=lambda r, t=t: t.key_of(r)) for t in TABLES}
@@ -143,17 +143,23 @@ def replayed_views(app: VoucherLedger) -> Rows:
 
 def actions_in_log(app: VoucherLedger) -> list[Row]:
     """Clawbacks, freezes and unfreezes, read from the log's events one by one."""
-    kinds = {"ClawedBack": "clawback", "Frozen": "freeze", "Unfrozen": "unfreeze"}
+    kinds = {
+        "ContractClaim.ClawedBack": "clawback",
+        "Institution.Frozen": "freeze",
+        "Institution.Unfrozen": "unfreeze",
+        "Institution.PaymentDetailsChanged": "payment-details",
+        "Principal.Revoked": "revoke-principal",
+    }
     found = []
     start = 1
     while page := app.recorder.select_notifications(start, 1000):
         for n in page:
-            kind = kinds.get(n.topic.rsplit(".", 1)[-1])
+            kind = kinds.get(n.topic.split(":", 1)[-1])
             if kind is None:
                 continue
             e: Any = app.mapper.to_domain_event(n)
             subject = str(e.originator_id)
-            if kind != "clawback":
+            if kind not in ("clawback", "revoke-principal"):
                 subject = app.repository.get(e.originator_id).uscc
             found.append(
                 {
@@ -202,7 +208,10 @@ def source_row(app: VoucherLedger, s: FundingSource, vouchers: list[Voucher]) ->
         "appropriation_fen": s.appropriation_fen,
         "reserved_fen": s.reserved_fen,
         "released_fen": s.released_fen,
-        "disbursed_fen": app.disbursed_fen(s.source_id),
+        "post_subsidy_reserved_fen": s.post_subsidy_reserved_fen,
+        "post_subsidy_released_fen": s.post_subsidy_released_fen,
+        "disbursed_fen": app.owed_fen(s.source_id)[0],
+        "post_subsidy_fen": app.owed_fen(s.source_id)[1],
         "recovered_fen": s.recovered_fen,
         "live_vouchers": len(live),
     }
@@ -226,7 +235,7 @@ def voucher_row(v: Voucher, issued_position: int) -> Row:
 
 def payable_rows(c: ContractClaim, position: int) -> list[Row]:
     lines = [(f"subsidy:{s}", "subsidy", s, a) for s, a in c.splits]
-    lines.append(("bonus", "bonus", c.provider_bonus_source_id, c.provider_bonus_fen))
+    lines.append(("bonus", "bonus", c.post_subsidy_source_id, c.post_subsidy_fen))
     return [
         {
             "redemption_id": str(c.id),

@@ -39,7 +39,6 @@ from hypothesis.stateful import (
 from ledger.application import VoucherLedger
 from ledger.caps import EnterpriseYear, ProviderYear
 from ledger.claims import ContractClaim
-from ledger.commands import RECORDED_REFUSALS
 from ledger.errors import (
     DuplicateClaim,
     EnterpriseCapReached,
@@ -54,6 +53,7 @@ from ledger.errors import (
     VoucherNotActive,
 )
 from ledger.funding import FundingSource
+from ledger.redemptions import RECORDED_REFUSALS
 from ledger.settings import Settings
 from ledger.views import FundingSourceView, RedemptionView, VoucherView
 from ledger.voucher import Voucher
@@ -155,6 +155,10 @@ CONTRACT_NUMBERS = st.integers(0, 3).flatmap(
 INVOICE_NUMBERS = st.integers(0, 3).flatmap(
     lambda i: st.integers(0, INVOICE_POOL) if i == 0 else st.just(-1)
 )
+# Days from today to a redemption's service date: mostly today; before the voucher was issued,
+# after its date, or in the future now and then.
+SERVICE_DAYS_CHOICES = (0, 0, 0, 0, -1, -3, -12, -40, 1)
+SERVICE_DAYS = st.sampled_from(SERVICE_DAYS_CHOICES)
 # Mostly the right kind, sometimes the wrong one (a provider holding, an enterprise redeeming).
 # The first enterprise holds most vouchers, so its annual cap fills up.
 HOLDERS = now_and_then(PROVIDER, st.sampled_from((ENTERPRISE, ENTERPRISE, ENTERPRISE_2)))
@@ -266,11 +270,19 @@ class SourceModel:
     appropriation_fen: int
     reserved_fen: int = 0
     released_fen: int = 0
+    post_reserved_fen: int = 0  # the post-subsidy vouchers can earn from it
+    post_released_fen: int = 0
     recovered_fen: int = 0
 
     @property
+    def committed_fen(self) -> int:
+        return (
+            self.reserved_fen - self.released_fen + self.post_reserved_fen - self.post_released_fen
+        )
+
+    @property
     def available_fen(self) -> int:
-        return self.appropriation_fen - (self.reserved_fen - self.released_fen) + self.recovered_fen
+        return self.appropriation_fen - self.committed_fen + self.recovered_fen
 
 
 @dataclass
@@ -282,7 +294,14 @@ class VoucherModel:
     reservations: tuple[tuple[str, int], ...]
     remaining: dict[str, int]
     released: dict[str, int]
+    issued_on: dt.date
+    post_reserved_fen: int  # on programme.bonus_source_id
+    post_remaining_fen: int
     status: str = "active"
+
+    def observed_status(self, today: dt.date) -> str:
+        """An active voucher past its date is seen as expired before the sweep records it."""
+        return "expired" if self.status == "active" and today > self.valid_until else self.status
 
 
 @dataclass
@@ -298,7 +317,9 @@ class RedemptionModel:
     subsidy_fen: int
     enterprise_pays_fen: int
     splits: tuple[tuple[str, int], ...]
-    provider_bonus_fen: int
+    honoured_contract_fen: int
+    post_subsidy_source_id: str
+    post_subsidy_fen: int
     clawed_back: bool = False
 
 
@@ -330,6 +351,7 @@ class Harness:
     outcome against the model, and checks the invariants on what the ledger reads back."""
 
     def __init__(self, app: VoucherLedger, world: World) -> None:
+        self.today = TODAY  # the calendar the ledgers read: time passes in the workload
         self.app = app
         self.world = world
         self.model = Model(
@@ -342,8 +364,17 @@ class Harness:
         # With one ledger on the store, its cache must hold the newest version of everything;
         # with several, a cache may lag (a conflict at save time catches that).
         self.only_writer = True
-        self.swept_days = 0
         self.numbers = 0  # for fresh contract and invoice numbers
+
+    @property
+    def app(self) -> VoucherLedger:
+        return self._app
+
+    @app.setter
+    def app(self, app: VoucherLedger) -> None:
+        """Every ledger the harness drives reads its calendar."""
+        app.today = lambda: self.today
+        self._app = app
 
     def open_world(self) -> None:
         for (source_id, year, level), appropriation_fen in zip(
@@ -365,9 +396,9 @@ class Harness:
                 fiscal_year=p.fiscal_year,
                 shares=[{"source_id": s, "share_bp": bp} for s, bp in p.shares],
                 max_face_value_fen=p.max_face_value_fen,
-                provider_bonus_rate_bp=p.bonus_rate_bp,
-                provider_bonus_source_id=p.bonus_source_id,
-                provider_annual_cap_fen=self.world.provider_cap_fen(p.fiscal_year),
+                post_subsidy_rate_bp=p.bonus_rate_bp,
+                post_subsidy_source_id=p.bonus_source_id,
+                post_subsidy_annual_cap_fen=self.world.provider_cap_fen(p.fiscal_year),
                 enterprise_annual_cap_fen=self.world.enterprise_cap_fen(p.fiscal_year),
                 actor=OFFICER,
             )
@@ -421,15 +452,19 @@ class Harness:
             face_value_fen = p.max_face_value_fen + face_seed_fen
         else:
             face_value_fen = (face_seed_fen - 1) % p.max_face_value_fen + 1
-        valid_until = TODAY + dt.timedelta(days=days)
+        valid_until = self.today + dt.timedelta(days=days)
         amounts = split_by_weights(face_value_fen, [bp for _, bp in p.shares])
         reservations = tuple((s, a) for (s, _), a in zip(p.shares, amounts, strict=True))
+        # The most post-subsidy the voucher can earn: that of the most contract it can honour.
+        post_fen = face_value_fen * BP_WHOLE // p.shares_bp_total * p.bonus_rate_bp // BP_WHOLE
+        needs = Counter(dict(reservations))
+        needs[p.bonus_source_id] += post_fen
         refusals: set[type[LedgerError]] = set()
         if face_value_fen > p.max_face_value_fen:  # a provider may hold one too
             refusals.add(ValidationError)
-        if valid_until < TODAY:
+        if valid_until < self.today:
             refusals.add(ValidationError)
-        if any(a > self.model.sources[s].available_fen for s, a in reservations):
+        if any(a > self.model.sources[s].available_fen for s, a in needs.items()):
             refusals.add(InsufficientFunds)
         view: VoucherView | None = self.attempt(
             refusals,
@@ -455,8 +490,13 @@ class Harness:
             "active",
         )
         assert view.valid_until == valid_until.isoformat()
+        assert (view.post_subsidy_source_id, view.post_subsidy_reserved_fen) == (
+            p.bonus_source_id,
+            post_fen,
+        )
         for s, a in reservations:
             self.model.sources[s].reserved_fen += a
+        self.model.sources[p.bonus_source_id].post_reserved_fen += post_fen
         self.model.vouchers[view.id] = VoucherModel(
             p,
             holder_id,
@@ -465,6 +505,9 @@ class Harness:
             reservations,
             dict(reservations),
             {s: 0 for s, _ in reservations},
+            self.today,
+            post_fen,
+            post_fen,
         )
         self.outcomes["issued"] += 1
 
@@ -479,7 +522,7 @@ class Harness:
     ) -> None:
         voucher_id = self.pick_voucher(voucher)
         v = self.model.vouchers.get(voucher_id)
-        service_date = (v.valid_until if v else TODAY) + dt.timedelta(days=days)
+        service_date = self.today + dt.timedelta(days=days)
         self.numbers += 1
         contract_no = f"C-{contract}" if contract >= 0 else f"C-new-{self.numbers}"
         invoice_no = f"INV-{invoice}" if invoice >= 0 else f"INV-new-{self.numbers}"
@@ -506,10 +549,15 @@ class Harness:
         self.model.redemptions[view.id] = expected
         for s, a in expected.splits:
             v.remaining[s] -= a
-        if sum(v.remaining.values()) == 0:
+        v.post_remaining_fen -= expected.post_subsidy_fen
+        if sum(v.remaining.values()) == 0:  # used up: what it held for post-subsidy goes back
             v.status = "used_up"
+            self.model.sources[
+                v.programme.bonus_source_id
+            ].post_released_fen += v.post_remaining_fen
+            v.post_remaining_fen = 0
         self.model.received_fen[(v.holder_id, v.programme.fiscal_year)] += expected.subsidy_fen
-        self.model.bonus_fen[(provider_id, v.programme.fiscal_year)] += expected.provider_bonus_fen
+        self.model.bonus_fen[(provider_id, v.programme.fiscal_year)] += expected.post_subsidy_fen
         self.model.contracts.add((provider_id, contract_no))
         self.model.invoices.add(invoice_no)
         self.outcomes["redeemed"] += 1
@@ -535,6 +583,8 @@ class Harness:
             refusals.add(VoucherNotActive)
         if service_date > v.valid_until:
             refusals.add(VoucherExpired)
+        if service_date > self.today or service_date < v.issued_on:
+            refusals.add(ValidationError)
         if (provider_id, contract_no) in self.model.contracts or invoice_no in self.model.invoices:
             refusals.add(DuplicateClaim)
         if self.enterprise_cap_left_fen(v) <= 0:
@@ -555,7 +605,8 @@ class Harness:
         contract_amount_fen: int,
     ) -> RedemptionModel:
         """DESIGN.md §3: subsidy = min(contract × Σshares, voucher remaining, cap left), split by
-        the voucher's remaining reservation; bonus = contract × rate, cut to the provider cap."""
+        the voucher's remaining reservation; post-subsidy = the honoured contract × rate, cut to
+        the provider cap and to what the voucher still holds for post-subsidy."""
         p, year = v.programme, v.programme.fiscal_year
         sources = [s for s, _ in v.reservations]
         remaining_fen = [v.remaining[s] for s in sources]
@@ -568,8 +619,17 @@ class Harness:
         bonus_cap_left_fen = (
             self.world.provider_cap_fen(year) - self.model.bonus_fen[(provider_id, year)]
         )
+        full_share_fen = contract_amount_fen * p.shares_bp_total // BP_WHOLE
+        honoured_fen = (
+            contract_amount_fen
+            if subsidy_fen == full_share_fen
+            else min(contract_amount_fen, subsidy_fen * BP_WHOLE // p.shares_bp_total)
+        )
         bonus_fen = max(
-            0, min(contract_amount_fen * p.bonus_rate_bp // BP_WHOLE, bonus_cap_left_fen)
+            0,
+            min(
+                honoured_fen * p.bonus_rate_bp // BP_WHOLE, bonus_cap_left_fen, v.post_remaining_fen
+            ),
         )
         return RedemptionModel(
             voucher_id,
@@ -583,6 +643,8 @@ class Harness:
             subsidy_fen,
             contract_amount_fen - subsidy_fen,
             splits,
+            honoured_fen,
+            p.bonus_source_id,
             bonus_fen,
         )
 
@@ -605,7 +667,11 @@ class Harness:
             r.enterprise_pays_fen,
         )
         assert view.splits == r.splits
-        assert view.provider_bonus_fen == r.provider_bonus_fen
+        assert (view.honoured_contract_fen, view.post_subsidy_fen) == (
+            r.honoured_contract_fen,
+            r.post_subsidy_fen,
+        )
+        assert view.post_subsidy_source_id == r.post_subsidy_source_id
         assert view.clawed_back == r.clawed_back
         assert view.voucher_remaining_fen == left_fen
 
@@ -635,12 +701,18 @@ class Harness:
             v.released[s] += amount_fen
             self.model.sources[s].released_fen += amount_fen
             v.remaining[s] = 0
+        self.model.sources[v.programme.bonus_source_id].post_released_fen += v.post_remaining_fen
+        v.post_remaining_fen = 0
         v.status = status
 
+    def pass_days(self, days: int) -> None:
+        """Time passes: vouchers past their date stay active until a sweep records it."""
+        self.today += dt.timedelta(days=days)
+
     def expire(self, step_days: int) -> None:
-        """Sweep ``step_days`` after the last sweep: the sweeps walk forward like a calendar."""
-        self.swept_days += step_days
-        as_of = TODAY + dt.timedelta(days=self.swept_days)
+        """``step_days`` pass, then the sweep records the expiry of what is past its date."""
+        self.pass_days(step_days)
+        as_of = self.today
         due = [
             i
             for i, v in self.model.vouchers.items()
@@ -672,6 +744,7 @@ class Harness:
         r.clawed_back = True
         for s, a in r.splits:
             self.model.sources[s].recovered_fen += a
+        self.model.sources[r.post_subsidy_source_id].recovered_fen += r.post_subsidy_fen
         self.check_redemption_view(view, r)
         self.outcomes["clawed-back"] += 1
 
@@ -713,25 +786,31 @@ class Harness:
                 source.appropriation_fen,
                 source.reserved_fen,
                 source.released_fen,
+                source.post_subsidy_reserved_fen,
+                source.post_subsidy_released_fen,
                 source.recovered_fen,
             ) == (
                 expected.appropriation_fen,
                 expected.reserved_fen,
                 expected.released_fen,
+                expected.post_reserved_fen,
+                expected.post_released_fen,
                 expected.recovered_fen,
             ), s
             assert source.available_fen == expected.available_fen
         for voucher_id, view in state.vouchers.items():
             v = m.vouchers[voucher_id]
-            assert view.status == v.status
+            assert view.status == v.observed_status(self.today)
             assert view.remaining_by_source == tuple(v.remaining.items())
+            assert view.post_subsidy_remaining_fen == v.post_remaining_fen
+            assert view.issued_on == v.issued_on.isoformat()
             assert view.released_by_source == tuple(v.released.items())
         for redemption_id, view in state.redemptions.items():
             self.check_redemption_view(view, m.redemptions[redemption_id])
         for key, e_year in state.enterprise_years.items():
             assert e_year.subsidy_received_fen == m.received_fen[key]
         for key, p_year in state.provider_years.items():
-            assert p_year.bonus_accrued_fen == m.bonus_fen[key]
+            assert p_year.post_subsidy_accrued_fen == m.bonus_fen[key]
         for uscc in PROVIDERS:
             assert self.app.institution(uscc).frozen is (uscc in m.frozen)
 
@@ -804,7 +883,7 @@ def check_redemptions_add_up(state: LedgerState) -> None:
     for r in state.redemptions.values():
         assert sum(a for _, a in r.splits) == r.subsidy_fen, r
         assert r.subsidy_fen + r.enterprise_pays_fen == r.contract_amount_fen, r
-        assert r.subsidy_fen >= 0 and r.enterprise_pays_fen >= 0 and r.provider_bonus_fen >= 0
+        assert r.subsidy_fen >= 0 and r.enterprise_pays_fen >= 0 and r.post_subsidy_fen >= 0
         assert all(a >= 0 for _, a in r.splits), r
         voucher = state.vouchers[r.voucher_id]
         assert [s for s, _ in r.splits] == [s for s, _ in voucher.reservations]
@@ -820,7 +899,11 @@ def check_nothing_negative_and_caps_held(state: LedgerState, world: World) -> No
         assert v.remaining_fen >= 0 and all(a >= 0 for _, a in v.remaining_by_source), v
         assert all(a >= 0 for _, a in v.released_by_source), v
         assert sum(a for _, a in v.reservations) == v.face_value_fen, v
-        assert (v.remaining_fen == 0) is (v.status != "active"), v
+        if v.status in ("used_up", "revoked"):  # "expired" may be seen before the sweep
+            assert v.remaining_fen == 0 and v.post_subsidy_remaining_fen == 0, v
+        if v.status == "active":
+            assert v.remaining_fen > 0, v
+        assert 0 <= v.post_subsidy_remaining_fen <= v.post_subsidy_reserved_fen, v
     for (holder, year), e_year in state.enterprise_years.items():
         cap_fen = world.enterprise_cap_fen(year)
         assert 0 <= e_year.subsidy_received_fen <= cap_fen, (holder, year)
@@ -828,14 +911,15 @@ def check_nothing_negative_and_caps_held(state: LedgerState, world: World) -> No
         assert 0 <= e_year.clawed_back_fen <= e_year.subsidy_received_fen
     for (provider, year), p_year in state.provider_years.items():
         cap_fen = world.provider_cap_fen(year)
-        assert 0 <= p_year.bonus_accrued_fen <= cap_fen, (provider, year)
-        assert p_year.bonus_cap_remaining_fen(cap_fen) == cap_fen - p_year.bonus_accrued_fen
-        assert 0 <= p_year.bonus_clawed_back_fen <= p_year.bonus_accrued_fen
+        assert 0 <= p_year.post_subsidy_accrued_fen <= cap_fen, (provider, year)
+        assert p_year.post_subsidy_room_fen(cap_fen) == cap_fen - p_year.post_subsidy_accrued_fen
+        assert 0 <= p_year.post_subsidy_clawed_back_fen <= p_year.post_subsidy_accrued_fen
 
 
 def check_sources_balance(state: LedgerState) -> None:
     """Invariant 3: per source, reserved = outstanding + released + disbursed, the source's own
-    counters agree with its vouchers, and recovered = the clawed-back splits."""
+    counters agree with its vouchers, and (``check_post_subsidy_covered``) recovered = the
+    clawed-back splits and post-subsidies."""
     for s, source in state.sources.items():
         reserved_fen = sum(a for v in state.vouchers.values() for t, a in v.reservations if t == s)
         outstanding_fen = sum(
@@ -843,14 +927,15 @@ def check_sources_balance(state: LedgerState) -> None:
         )
         released_fen = sum(dict(v.released_by_source).get(s, 0) for v in state.vouchers.values())
         disbursed_fen = sum(a for r in state.redemptions.values() for t, a in r.splits if t == s)
-        recovered_fen = sum(
-            a for r in state.redemptions.values() if r.clawed_back for t, a in r.splits if t == s
-        )
         assert reserved_fen == outstanding_fen + released_fen + disbursed_fen, s
         assert source.reserved_fen == reserved_fen, s
         assert source.released_fen == released_fen, s
-        assert source.committed_fen == source.reserved_fen - source.released_fen, s
-        assert source.recovered_fen == recovered_fen, s
+        assert source.committed_fen == (
+            source.reserved_fen
+            - source.released_fen
+            + source.post_subsidy_reserved_fen
+            - source.post_subsidy_released_fen
+        ), s
         assert source.available_fen == (
             source.appropriation_fen - source.committed_fen + source.recovered_fen
         ), s
@@ -862,6 +947,45 @@ def check_sources_balance(state: LedgerState) -> None:
         remaining, released = dict(v.remaining_by_source), dict(v.released_by_source)
         for s, reserved_fen in v.reservations:
             assert reserved_fen == remaining[s] + released[s] + drawn[s], (v, s)
+    check_post_subsidy_covered(state)
+
+
+def check_post_subsidy_covered(state: LedgerState) -> None:
+    """Every liability is covered: per source, what vouchers hold for post-subsidy is what the
+    source shows reserved; what they drew and gave back adds up; and nothing is owed beyond
+    the appropriation and what came back: Σ subsidy + Σ post-subsidy ≤ appropriation +
+    recovered, with available ≥ 0 (the issue's invariant, on the ledger's reads alone)."""
+    drawn: Counter[UUID] = Counter()
+    for r in state.redemptions.values():
+        drawn[r.voucher_id] += r.post_subsidy_fen
+    for s, source in state.sources.items():
+        mine = [v for v in state.vouchers.values() if v.post_subsidy_source_id == s]
+        reserved_fen = sum(v.post_subsidy_reserved_fen for v in mine)
+        released_fen = sum(
+            v.post_subsidy_reserved_fen - v.post_subsidy_remaining_fen - drawn[v.id] for v in mine
+        )
+        assert all(
+            v.post_subsidy_reserved_fen - v.post_subsidy_remaining_fen >= drawn[v.id] for v in mine
+        ), s
+        assert (source.post_subsidy_reserved_fen, source.post_subsidy_released_fen) == (
+            reserved_fen,
+            released_fen,
+        ), s
+        owed_fen = sum(a for r in state.redemptions.values() for t, a in r.splits if t == s)
+        owed_fen += sum(
+            r.post_subsidy_fen for r in state.redemptions.values() if r.post_subsidy_source_id == s
+        )
+        recovered_fen = sum(
+            a for r in state.redemptions.values() if r.clawed_back for t, a in r.splits if t == s
+        ) + sum(
+            r.post_subsidy_fen
+            for r in state.redemptions.values()
+            if r.clawed_back and r.post_subsidy_source_id == s
+        )
+        assert source.recovered_fen == recovered_fen, s
+        assert owed_fen <= source.appropriation_fen + source.recovered_fen, (s, owed_fen)
+        assert owed_fen <= source.committed_fen + source.recovered_fen, (s, owed_fen)
+        assert source.available_fen >= 0, s
 
 
 def check_cap_counters_match_redemptions(state: LedgerState) -> None:
@@ -874,15 +998,15 @@ def check_cap_counters_match_redemptions(state: LedgerState) -> None:
         year = state.vouchers[r.voucher_id].fiscal_year
         received[(r.holder_id, year)] += r.subsidy_fen
         clawed[(r.holder_id, year)] += r.subsidy_fen if r.clawed_back else 0
-        bonus[(r.provider_id, year)] += r.provider_bonus_fen
-        bonus_clawed[(r.provider_id, year)] += r.provider_bonus_fen if r.clawed_back else 0
+        bonus[(r.provider_id, year)] += r.post_subsidy_fen
+        bonus_clawed[(r.provider_id, year)] += r.post_subsidy_fen if r.clawed_back else 0
         contract[(r.provider_id, year)] += r.contract_amount_fen
     assert set(state.enterprise_years) == set(received)
     assert set(state.provider_years) == set(bonus)
     for key, e_year in state.enterprise_years.items():
         assert (e_year.subsidy_received_fen, e_year.clawed_back_fen) == (received[key], clawed[key])
     for key, p_year in state.provider_years.items():
-        assert (p_year.bonus_accrued_fen, p_year.bonus_clawed_back_fen) == (
+        assert (p_year.post_subsidy_accrued_fen, p_year.post_subsidy_clawed_back_fen) == (
             bonus[key],
             bonus_clawed[key],
         )
@@ -969,7 +1093,7 @@ class LedgerMachine(RuleBasedStateMachine):
         contract=CONTRACT_NUMBERS,
         invoice=INVOICE_NUMBERS,
         contract_amount_fen=CONTRACT_AMOUNTS,
-        days=st.integers(-10, 2),
+        days=SERVICE_DAYS,
     )
     def redeem(
         self,
@@ -1003,6 +1127,10 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(step_days=st.integers(0, 20))
     def expire(self, step_days: int) -> None:
         self.h.expire(step_days)
+
+    @rule(days=st.integers(1, 30))
+    def days_pass(self, days: int) -> None:
+        self.h.pass_days(days)
 
     @precondition(lambda self: self.h.model.redemptions)
     @rule(redemption=PICKS, reason_code=st.sampled_from(REASON_CODES))
@@ -1078,7 +1206,18 @@ def random_step(h: Harness, rng: random.Random) -> None:
     """One command with arguments drawn like the state machine's rules."""
     rare = rng.randrange(32) == 0
     kind = rng.choice(
-        ("issue", "issue", "redeem", "redeem", "redeem", "revoke", "expire", "claw_back", "freeze")
+        (
+            "issue",
+            "issue",
+            "redeem",
+            "redeem",
+            "redeem",
+            "revoke",
+            "expire",
+            "claw_back",
+            "freeze",
+            "time",
+        )
     )
     # As PICKS: mostly even (among the active), now and then odd (among all), or -1 (unknown).
     index = -1 if rng.randrange(32) == 0 else rng.randint(0, 63) * 2 + (rng.randrange(4) == 0)
@@ -1098,7 +1237,7 @@ def random_step(h: Harness, rng: random.Random) -> None:
             rng.randint(0, CONTRACT_POOL) if rng.randrange(3) == 0 else -1,
             rng.randint(0, INVOICE_POOL) if rng.randrange(3) == 0 else -1,
             amount_fen,
-            rng.randint(-10, 2),
+            rng.choice(SERVICE_DAYS_CHOICES),
         )
     elif kind == "revoke":
         h.revoke(index)
@@ -1106,6 +1245,8 @@ def random_step(h: Harness, rng: random.Random) -> None:
         h.expire(rng.randint(0, 4))
     elif kind == "claw_back":
         h.claw_back(index, rng.choice(REASON_CODES))
+    elif kind == "time":
+        h.pass_days(rng.randint(1, 20))
     else:
         h.inspect(rare, rng.randrange(32) == 0)
 
@@ -1131,7 +1272,7 @@ def test_seeded_long_workloads_reach_every_refusal_and_keep_the_invariants() -> 
     assert not missing, f"the seeded workloads never reached {missing}: {outcomes}"
 
 
-@pytest.mark.parametrize("seed", [3, 17, 2026])
+@pytest.mark.parametrize("seed", [11, 17, 22])
 def test_seeded_random_workloads_on_a_real_store_read_back_the_same_from_a_second_ledger(
     make_app: AppFactory, seed: int
 ) -> None:
@@ -1146,6 +1287,7 @@ def test_seeded_random_workloads_on_a_real_store_read_back_the_same_from_a_secon
             h.check()
 
     second = make_app()
+    second.today = first.today  # the harness's calendar
 
     assert read_ledger(second).comparable() == read_ledger(first).comparable()
     for agg_id in aggregate_ids(first):

@@ -16,9 +16,24 @@ def test_issuing_the_worked_voucher_reserves_1333333_and_666667(
     assert voucher.status == "active"
     assert voucher.reservations == (("province-2026", 1_333_333), ("city-2026", 666_667))
     assert app.funding_source("province-2026").committed_fen == 1_333_333
-    assert app.funding_source("city-2026").committed_fen == 666_667
     assert app.funding_source("province-2026").available_fen == 100_000_000 - 1_333_333
-    assert app.funding_source("city-2026").available_fen == 50_000_000 - 666_667
+
+
+def test_the_worked_voucher_reserves_the_post_subsidy_it_can_earn_on_the_city_source(
+    app: VoucherLedger, world: World
+) -> None:
+    voucher = app.voucher(issue(app))
+
+    # 2,000,000 fen of face value honours at most 2,222,222 fen of contract at 9000 bp, whose
+    # 500 bp post-subsidy is 111,111 fen: the most the voucher's redemptions can earn.
+    assert (voucher.post_subsidy_source_id, voucher.post_subsidy_reserved_fen) == (
+        "city-2026",
+        111_111,
+    )
+    city = app.funding_source("city-2026")
+    assert (city.reserved_fen, city.post_subsidy_reserved_fen) == (666_667, 111_111)
+    assert city.committed_fen == 666_667 + 111_111
+    assert city.available_fen == 50_000_000 - 666_667 - 111_111
 
 
 def test_redeeming_a_1000000_contract_gives_the_worked_numbers(
@@ -31,7 +46,7 @@ def test_redeeming_a_1000000_contract_gives_the_worked_numbers(
     assert redemption.subsidy_fen == 900_000
     assert redemption.splits == (("province-2026", 600_000), ("city-2026", 300_000))
     assert redemption.enterprise_pays_fen == 100_000
-    assert redemption.provider_bonus_fen == 50_000
+    assert redemption.post_subsidy_fen == 50_000
     assert redemption.voucher_remaining_fen == 1_100_000
     assert redemption.provider_id == PROVIDER and redemption.holder_id == ENTERPRISE
     assert position is not None and position > 0
@@ -73,4 +88,4 @@ def test_caps_count_the_worked_redemption(app: VoucherLedger, world: World) -> N
     assert enterprise_year.subsidy_received_fen == 900_000
     assert provider_year.redeemed_contract_fen == 1_000_000
     assert provider_year.subsidy_earned_fen == 900_000
-    assert provider_year.bonus_accrued_fen == 50_000
+    assert provider_year.post_subsidy_accrued_fen == 50_000

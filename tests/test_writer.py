@@ -3,6 +3,7 @@ process's changes reach the cache."""
 
 from __future__ import annotations
 
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from typing import Any, ClassVar
 
 import psycopg
 import pytest
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from ledger.application import VoucherLedger
 from ledger.caps import ProviderYear
@@ -22,6 +23,7 @@ from ledger.unit_of_work import Work
 from tests.conftest import (
     PROVIDER,
     PROVIDER_2,
+    TODAY,
     World,
     issue,
     log_length,
@@ -168,7 +170,7 @@ def test_several_ledgers_can_open_a_fresh_postgresql_schema_at_once(pg_schema_ur
     def open_one() -> None:
         barrier.wait()
         try:
-            opened.append(VoucherLedger(Settings(database_url=pg_schema_url)))
+            opened.append(VoucherLedger(Settings(database_url=pg_schema_url), clock=lambda: TODAY))
         except BaseException as exc:  # collected and asserted below
             errors.append(exc)
 
@@ -196,8 +198,8 @@ def test_postgresql_refuses_an_event_that_follows_no_stored_event(pg_schema_url:
             year.accrue(
                 contract_amount_fen=1,
                 subsidy_fen=0,
-                bonus_fen=0,
-                bonus_cap_fen=0,
+                post_subsidy_fen=0,
+                post_subsidy_cap_fen=0,
                 redemption_id=year.id,
                 rule="r",
                 actor="t",
@@ -214,6 +216,56 @@ def test_postgresql_refuses_an_event_that_follows_no_stored_event(pg_schema_url:
 
         assert log_length(app) == before
         assert [e.originator_version for e in app.events.get(year.id)] == [1]
+
+
+def accrued(year: ProviderYear, contract_amount_fen: int) -> list[StoredEvent]:
+    year.accrue(
+        contract_amount_fen=contract_amount_fen,
+        subsidy_fen=0,
+        post_subsidy_fen=0,
+        post_subsidy_cap_fen=0,
+        redemption_id=year.id,
+        rule="r",
+        actor="t",
+    )
+    return list(year.collect_events())
+
+
+def test_a_pipelined_batch_built_on_one_that_failed_is_refused_even_if_its_versions_exist(
+    pg_schema_url: str,
+) -> None:
+    """Another process stores version 2 first, so this writer's batch with its own version 2
+    fails; the next batch, already at the server, follows a stored version 2 — the other
+    process's, not the one it was decided on. It must be refused (it was decided on a state
+    that never existed), and the inserter must go on storing after it."""
+    with open_ledger(pg_schema_url) as app:
+        to_stored = app.mapper.to_stored_event
+        ours = ProviderYear(provider_id=PROVIDER, fiscal_year=2026, actor="t")
+        app.recorder.insert_events([to_stored(e) for e in ours.collect_events()])
+        theirs = app.repository.get(ours.id)
+        app.recorder.insert_events([to_stored(e) for e in accrued(theirs, 7)])  # their version 2
+        our_2 = [to_stored(e) for e in accrued(ours, 1)]
+        our_3 = [to_stored(e) for e in accrued(ours, 1)]
+        inserter = app.recorder.pipelined_inserter()  # type: ignore[attr-defined]
+        try:
+            inserter.send(our_2, [])
+            inserter.send(our_3, [])
+            outcomes: list[Any] = []
+            while len(outcomes) < 2:
+                select.select([inserter.fileno()], [], [], 1.0)
+                outcomes += inserter.poll()
+            assert [type(o) for o in outcomes] == [IntegrityError, IntegrityError]
+            after = app.repository.get(ours.id)
+            assert (after.version, after.redeemed_contract_fen) == (2, 7)
+            inserter.send([to_stored(e) for e in accrued(after, 5)], [])
+            stored: list[Any] = []
+            while not stored:
+                select.select([inserter.fileno()], [], [], 1.0)
+                stored += inserter.poll()
+            assert isinstance(stored[0], list)
+        finally:
+            inserter.close()
+        assert app.repository.get(ours.id).redeemed_contract_fen == 12
 
 
 def test_the_writer_recovers_when_its_postgresql_connection_is_killed(
@@ -253,7 +305,7 @@ def test_the_writer_recovers_when_its_postgresql_connection_is_killed(
 def test_closing_while_postgresql_is_unreachable_fails_the_waiting_callers_and_returns(
     pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = VoucherLedger(Settings(database_url=pg_schema_url))
+    app = VoucherLedger(Settings(database_url=pg_schema_url), clock=lambda: TODAY)
     open_worked_example(app)
     voucher_id = issue(app, face_value_fen=5_000_000)
     redeem(app, voucher_id, contract_no="C-up", amount_fen=1_000)  # all it needs is cached

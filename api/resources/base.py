@@ -15,9 +15,11 @@ import falcon
 
 from api.auth import actor_of
 from api.body import idempotency_key, parse_body, request_digest
+from api.problems import PROBLEM_TYPE, problem_body
 from api.schemas import RESPONSES
+from audit.csv_cells import csv_row, csv_rows
 from ledger.application import VoucherLedger
-from ledger.errors import ValidationError
+from ledger.errors import Refused, ValidationError
 from ledger.idempotency import Idempotency, Replay
 from ledger.validate import check_int_text
 from projections.reader import ViewReader
@@ -98,12 +100,12 @@ def run_command(
             scope=actor_of(req),
             key=key,
             request_sha256=request_digest(req, req.context.body),
-            render=lambda value: (status, dumps(render(value))),
+            render=lambda value: stored_answer(value, render, status),
         )
     value, position = call(idem)
     if isinstance(value, Replay):
         resp.status = falcon.code_to_http_status(value.status)
-        resp.content_type = falcon.MEDIA_JSON
+        resp.content_type = falcon.MEDIA_JSON if value.status < 400 else PROBLEM_TYPE
         resp.text = value.body
         resp.set_header("Idempotent-Replayed", "true")
     else:
@@ -111,6 +113,17 @@ def run_command(
     if position is not None:
         resp.set_header("X-Ledger-Position", str(position))
     return value
+
+
+def stored_answer(value: Any, render: Callable[[Any], Body], status: int) -> tuple[int, str]:
+    """What is kept under an idempotency key: the answer to the first request, a business
+    refusal's problem document included."""
+    if isinstance(value, Refused):
+        error = value.error
+        return error.http_status, problem_body(
+            error.http_status, error.slug, error.title, error.detail
+        )
+    return status, dumps(render(value))
 
 
 def int_param(req: falcon.Request, name: str, lowest: int, highest: int) -> int | None:
@@ -173,11 +186,11 @@ def write_csv(
     resp: falcon.Response, items: list[dict[str, Any]], fields: list[str], next_after: int | None
 ) -> None:
     """Items as CSV with a header row (also when empty); the next page's cursor goes in
-    ``X-Next-After``."""
+    ``X-Next-After``. Cells go through ``audit.csv_cells`` (no formula reaches a spreadsheet)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\r\n")
-    writer.writeheader()
-    writer.writerows(items)
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(csv_row(fields))
+    writer.writerows(csv_rows(items, fields))
     resp.content_type = "text/csv; charset=utf-8"
     resp.text = out.getvalue()
     if next_after is not None:

@@ -30,7 +30,8 @@ class FundingSource(Resource):
         instant = as_of(req)
         if instant is not None:
             view = self.ledger.funding_source(id, instant)
-            body = render.funding_source(view, self.ledger.disbursed_fen(view.id, instant))
+            subsidy_fen, post_subsidy_fen = self.ledger.owed_fen(view.id, instant)
+            body = render.funding_source(view, subsidy_fen, post_subsidy_fen=post_subsidy_fen)
             body["as_of"] = instant.isoformat()
             write_json(resp, body)
             return
@@ -40,7 +41,10 @@ class FundingSource(Resource):
         if row is None:
             raise NotFound(f"funding source {key} not found")
         view = source_view(row)
-        write_json(resp, render.funding_source(view, row["disbursed_fen"], row["live_vouchers"]))
+        body = render.funding_source(
+            view, row["disbursed_fen"], row["live_vouchers"], row["post_subsidy_fen"]
+        )
+        write_json(resp, body)
 
 
 class Programs(Resource):
@@ -52,7 +56,13 @@ class Programs(Resource):
             self.ledger.create_programme,
             render.program,
             201,
-            renames={"id": "programme_id"},
+            renames={
+                "id": "programme_id",
+                # The wire's provider bonus is the ledger's post-subsidy (seed 003: 后补助).
+                "provider_bonus_rate_bp": "post_subsidy_rate_bp",
+                "provider_bonus_source_id": "post_subsidy_source_id",
+                "provider_annual_cap_fen": "post_subsidy_annual_cap_fen",
+            },
         )
 
 

@@ -34,7 +34,7 @@ class Institutions(Resource):
 class Institution(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         view = self.ledger.institution(id)
-        require_own(req, view.id)
+        require_own(req, view.id, f"institution {view.id}")
         write_json(resp, render.institution(view))
 
 
@@ -51,7 +51,7 @@ class Balances(Resource):
         year = check_fiscal_year(int(raw_year))
         instant = as_of(req)
         self.ledger.institution(uscc)  # 404 for an unknown institution
-        require_own(req, uscc)
+        require_own(req, uscc, f"institution {uscc}")
         if instant is not None:  # from the events up to then
             body = render.balances(
                 uscc,
@@ -74,6 +74,28 @@ class Balances(Resource):
         )
         body.update(render.payables(store.earned_by_source(uscc, year)))
         write_json(resp, body)
+
+
+class Keys(Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        uscc = check_uscc(id, "id")
+        require_own(req, uscc, f"institution {uscc}")
+        self.command(
+            req, resp, "NewPublicKey", self.ledger.register_key, render.institution, 200, id
+        )
+
+
+class PaymentDetails(Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        self.command(
+            req,
+            resp,
+            "PaymentDetails",
+            self.ledger.change_payment_details,
+            render.institution,
+            200,
+            id,
+        )
 
 
 class Freeze(Resource):

@@ -33,7 +33,7 @@ class Payables(Resource):
         principal = principal_of(req)
         if principal.role == "provider":  # a provider sees what it is owed, nothing else
             provider = provider or principal.institution_id
-            require_own(req, provider or "")
+            require_own(req, provider or "", f"institution {provider}")
         after, limit = page_params(req)
         filters = PayableFilter(
             source_id=None if source is None else check_key(source, "source_id"),

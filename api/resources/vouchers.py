@@ -57,7 +57,7 @@ class Voucher(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         instant = as_of(req)
         view = self.ledger.voucher(id, instant)
-        require_own(req, view.provider_ids)
+        require_own(req, view.provider_ids, f"voucher {view.id}")
         body = render.voucher(view)
         if instant is not None:
             body["as_of"] = instant.isoformat()
@@ -89,7 +89,7 @@ class Redemptions(Resource):
 class Redemption(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         view = self.ledger.redemption(id)
-        require_own(req, view.provider_id)
+        require_own(req, view.provider_id, f"redemption {view.id}")
         write_json(resp, render.redemption(view))
 
 
