@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,13 @@ def server(served: Served) -> httpx.Client:
 
 @pytest.fixture
 def served(store_url: str) -> Iterator[Served]:
+    with serving(store_url) as served:
+        yield served
+
+
+@contextmanager
+def serving(store_url: str) -> Iterator[Served]:
+    """A real ``voucher-ledger serve --workers 2`` on ``store_url``, stopped with SIGTERM."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": store_url, "LEDGER_ADMIN_TOKEN": ADMIN}
     cli = Path(sys.executable).with_name("voucher-ledger")
@@ -188,3 +196,46 @@ def test_a_projector_that_dies_is_started_again_and_catches_up(served: Served) -
         assert time.monotonic() < deadline, f"projector not back: {again}, {health}"
         time.sleep(0.2)
     assert len(again) == 1
+
+
+def seed_a_voucher(client: httpx.Client) -> tuple[str, str]:
+    """The worked example's sources, programme and institutions; an officer and a voucher."""
+    for source in WORKED_SOURCES:
+        assert post(client, "/v1/funding-sources", source).status_code == 201
+    for uscc, kind in ((ENTERPRISE, "enterprise"), (PROVIDER, "provider")):
+        assert post(client, "/v1/institutions", {"id": uscc, "name": kind, "kind": kind}).is_success
+    officer = post(client, "/v1/principals", {"name": "o", "role": "program_officer"}).json()
+    assert post(client, "/v1/programs", WORKED_PROGRAM, officer["token"]).status_code == 201
+    body = {
+        "program_id": "innovation-2026",
+        "holder_id": ENTERPRISE,
+        "face_value_fen": 2_000_000,
+        "valid_until": (china_today() + dt.timedelta(days=365)).isoformat(),
+    }
+    voucher = post(client, "/v1/vouchers", body, officer["token"])
+    assert voucher.status_code == 201, voucher.text
+    return officer["token"], voucher.json()["id"]
+
+
+def keyed_revoke(port_url: str, token: str, voucher_id: str) -> httpx.Response:
+    """A keyed revocation on a connection of its own, so that retries reach either worker."""
+    with httpx.Client(base_url=port_url, timeout=10) as fresh:
+        return fresh.post(
+            f"/v1/vouchers/{voucher_id}/revoke",
+            json={"reason": "withdrawn"},
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "revoke-1"},
+        )
+
+
+def test_a_key_answers_its_first_response_on_every_worker_and_after_a_restart(
+    store_url: str,
+) -> None:
+    with serving(store_url) as first:
+        token, voucher_id = seed_a_voucher(first.client)
+        url = str(first.client.base_url)
+        answers = [keyed_revoke(url, token, voucher_id) for _ in range(12)]
+        assert {(a.status_code, a.text) for a in answers} == {(200, answers[0].text)}
+    with serving(store_url) as again:  # every process of the server is new
+        retry = keyed_revoke(str(again.client.base_url), token, voucher_id)
+        assert (retry.status_code, retry.text) == (200, answers[0].text)
+        assert retry.headers["Idempotent-Replayed"] == "true"

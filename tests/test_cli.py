@@ -52,6 +52,41 @@ def test_the_demo_loads_the_worked_example_and_a_second_run_changes_nothing(
     assert count_events(store_url) == events
 
 
+def demo_tokens(stdout: str) -> dict[str, str]:
+    after = stdout.split("demo tokens, one per role", 1)[1]
+    rows = [line.split() for line in after.splitlines()[1:] if line.startswith("  ")]
+    return {role: token for role, token in rows}
+
+
+def test_the_demo_prints_a_token_per_role_the_same_each_time_and_one_reads_at_once(
+    tmp_path: Path,
+) -> None:
+    import falcon.testing
+
+    from api.app import create_app
+    from ledger.application import VoucherLedger
+
+    url = f"sqlite:///{tmp_path / 'demo.sqlite'}"
+    first = demo_tokens(run_cli("demo", database_url=url).stdout)
+    second = demo_tokens(run_cli("demo", database_url=url).stdout)
+
+    assert set(first) == {"program_officer", "provider", "treasury", "auditor", "inspector"}
+    assert first == second and len(set(first.values())) == 5
+    settings = Settings(database_url=url)
+    app = create_app(settings, VoucherLedger(settings))
+    try:
+        client = falcon.testing.TestClient(app)
+        source = client.simulate_get(
+            "/v1/funding-sources/city-2026",
+            headers={"Authorization": f"Bearer {first['auditor']}"},
+        )
+        assert source.status_code == 200, source.text
+        assert source.json["appropriation_fen"] == 50_000_000
+    finally:
+        app.close()
+    assert (tmp_path / "demo.sqlite.demo-secret").stat().st_mode & 0o777 == 0o600
+
+
 def test_a_business_error_exits_1_with_its_slug(tmp_path: Path) -> None:
     result = run_cli(
         "expire", "--as-of", "2026-13-45", database_url=f"sqlite:///{tmp_path / 'l.sqlite'}"

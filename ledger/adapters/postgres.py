@@ -22,7 +22,6 @@ from __future__ import annotations
 import select
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -179,49 +178,46 @@ class LockingFunctionRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self.insert_function_name = f"{self.events_table_name}_insert"
-        self.writers_table_name = f"{self.events_table_name}_writers"
         names = {
             "schema": Identifier(self.datastore.schema),
             "function": Identifier(self.insert_function_name),
-            "writers": Identifier(self.writers_table_name),
             "id_type": SQL(self.datastore.originator_id_type),
         }
-        # One row per pipelined inserter: how many of its batches are stored (see below).
-        self.sql_create_statements.append(
-            SQL(
-                "CREATE TABLE IF NOT EXISTS {schema}.{writers} (writer_id {id_type} PRIMARY KEY, "
-                "seq bigint NOT NULL, started_at timestamptz NOT NULL DEFAULT now())"
-            ).format(**names)
-        )
-        # The insert function before it took a writer and its sequence number.
-        self.sql_create_statements.append(
-            SQL(
-                "DROP FUNCTION IF EXISTS {schema}.{function}({id_type}[], bigint[], text[], "
-                "bytea[], {id_type}[], bigint[])"
-            ).format(**names)
-        )
-        # ``writer``, ``expected``: a pipelined batch is stored only if every batch its writer
-        # sent before it was stored. A batch is decided on the state the batches before it
-        # left in the writer's cache; when one of those fails, another process may have stored
-        # the very versions it would have, and "follows a stored event" would let the next one
-        # through, decided on a state that never existed (a source reserved twice over).
+        # The insert function before it took the batch's count (and as one commit had it).
+        for extra in ("", ", {id_type}, bigint"):
+            self.sql_create_statements.append(
+                SQL(
+                    "DROP FUNCTION IF EXISTS {schema}.{function}({id_type}[], bigint[], text[], "
+                    "bytea[], {id_type}[], bigint[]" + extra + ")"
+                ).format(**names)
+            )
+        # ``expected``: a pipelined batch is stored only if every batch sent before it on its
+        # connection was. A batch is decided on the state the batches before it left in the
+        # writer's cache; when one of those fails, another process may have stored the very
+        # versions it would have, and "follows a stored event" would let the next one through,
+        # decided on a state that never existed (a source reserved twice over). The count of
+        # stored batches is a setting of the connection's session: a failed batch's change of
+        # it is rolled back with the batch, so every later one finds a count it did not expect.
+        # (A table row would do as well, and cost a write under the table lock.)
         self.sql_create_statements.append(
             SQL(
                 "CREATE OR REPLACE FUNCTION {schema}.{function}("
                 "ids {id_type}[], versions bigint[], topics text[], states bytea[], "
-                "read_ids {id_type}[], read_versions bigint[], writer {id_type}, expected bigint) "
+                "read_ids {id_type}[], read_versions bigint[], expected bigint) "
                 "RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$ "
                 "DECLARE latest bigint; "
                 "BEGIN "
                 "  SET LOCAL lock_timeout = '{lock_timeout}s'; "
                 "  LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
-                "  IF writer IS NOT NULL THEN "
-                "    UPDATE {schema}.{writers} SET seq = seq + 1 "
-                "      WHERE writer_id = writer AND seq = expected; "
-                "    IF NOT FOUND THEN "
-                "      RAISE EXCEPTION 'batch % of writer % follows one that was not stored', "
-                "        expected, writer USING ERRCODE = 'serialization_failure'; "
+                "  IF expected IS NOT NULL THEN "
+                # Unset, or '' once a first setting was rolled back: none stored yet.
+                "    IF coalesce(nullif(current_setting('voucher_ledger.stored_batches', true), "
+                "        ''), '0')::bigint <> expected THEN "
+                "      RAISE EXCEPTION 'batch % follows one that was not stored', expected "
+                "        USING ERRCODE = 'serialization_failure'; "
                 "    END IF; "
+                "    PERFORM set_config('voucher_ledger.stored_batches', "
+                "      (expected + 1)::text, false); "
                 "  END IF; "
                 "  FOR i IN 1 .. coalesce(array_length(read_ids, 1), 0) LOOP "
                 "    SELECT max(originator_version) INTO latest FROM {schema}.{table} "
@@ -269,10 +265,7 @@ class LockingFunctionRecorder(PostgresApplicationRecorder):
         # Parameters travel as array literals (see insert_params), on both insert paths.
         self.sql_insert = SQL(
             "SELECT * FROM {schema}.{function}($1::{id_type}[], $2::bigint[], $3::text[], "
-            "$4::bytea[], $5::{id_type}[], $6::bigint[], $7::{id_type}, $8::bigint)"
-        ).format(**names)
-        self.sql_new_writer = SQL(
-            "INSERT INTO {schema}.{writers} (writer_id, seq) VALUES (%s, 0)"
+            "$4::bytea[], $5::{id_type}[], $6::bigint[], $7::bigint)"
         ).format(**names)
 
     def insert_events(
@@ -408,11 +401,11 @@ def own_connection(datastore: PostgresDatastore) -> psycopg.Connection[Any]:
 def insert_params(
     stored: Sequence[StoredEvent],
     read_set: Sequence[tuple[Any, int]],
-    writer: tuple[UUID, int] | None = None,
+    expected: int | None = None,
 ) -> list[bytes | None]:
     """The insert function's six arrays as text literals (building them here costs less than
-    psycopg adapting lists element by element in Python), then the writer and the sequence
-    number of the batch (NULL, NULL: a batch sent alone, which nothing was decided on)."""
+    psycopg adapting lists element by element in Python), then how many batches its connection
+    stored before it (NULL: a batch sent alone, which nothing in flight was decided on)."""
     return [
         _array(_uuid_text(e.originator_id) for e in stored).encode(),
         _array(str(e.originator_version) for e in stored).encode(),
@@ -420,8 +413,7 @@ def insert_params(
         _array(f'"\\\\x{e.state.hex()}"' for e in stored).encode(),
         _array(_uuid_text(agg_id) for agg_id, _ in read_set).encode(),
         _array(str(version) for _, version in read_set).encode(),
-        None if writer is None else writer[0].hex.encode(),
-        None if writer is None else str(writer[1]).encode(),
+        None if expected is None else str(expected).encode(),
     ]
 
 
@@ -491,10 +483,10 @@ class PipelinedInserter:
     waiting for the one before: the server runs them back to back in the order sent, so the
     table lock passes from one to the next with no round trip to this process in between.
 
-    A batch built on one that then fails is not stored: each batch carries this inserter's id
-    and its sequence number, and the insert function stores it only if every batch sent before
-    it was stored (serialization_failure otherwise); it also refuses events that follow no
-    stored event and reads of versions that are not the latest.
+    A batch built on one that then fails is not stored: each batch carries how many batches the
+    connection stored before it, and the insert function stores it only if that is so
+    (serialization_failure otherwise); it also refuses events that follow no stored event and
+    reads of versions that are not the latest.
     """
 
     STATEMENT = b"ledger_insert_pipelined"
@@ -503,19 +495,13 @@ class PipelinedInserter:
         self.recorder = recorder
         self.conn = own_connection(recorder.datastore)
         self.pg = self.conn.pgconn
-        self.writer_id = uuid.uuid4()
-        try:
-            self.conn.execute(recorder.sql_new_writer, (self.writer_id,))
-        except psycopg.Error as exc:
-            self.conn.close()
-            raise OperationalError(str(exc)) from exc
         result = self.pg.prepare(self.STATEMENT, recorder.sql_insert.as_bytes(self.conn), None)
         if result.status != pq.ExecStatus.COMMAND_OK:
             self.conn.close()
             raise OperationalError(result.get_error_message())
         self.pg.enter_pipeline_mode()
         self.in_flight = 0
-        self.stored_batches = 0  # the writer row's seq: batches of this inserter stored
+        self.stored_batches = 0  # on this connection: its session setting counts them too
         self._data: pq.abc.PGresult | None = None
 
     # The writer hears of a broken connection as the store's OperationalError, like every other
@@ -524,8 +510,8 @@ class PipelinedInserter:
         try:
             # Sent as if every batch in flight will be stored: if one is not, every later one
             # is refused too, and the writer decides them again.
-            writer = (self.writer_id, self.stored_batches + self.in_flight)
-            params = insert_params(stored, read_set, writer)
+            expected = self.stored_batches + self.in_flight
+            params = insert_params(stored, read_set, expected)
             self.pg.send_query_prepared(self.STATEMENT, params, None, 0)
             self.pg.pipeline_sync()
             while self.pg.flush():  # 1: not all sent yet
