@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
@@ -21,7 +22,7 @@ from eventsourcing.persistence import Transcoder
 from eventsourcing.utils import get_topic
 
 from ledger import commands as cmd
-from ledger import redemptions
+from ledger import payout_commands, redemptions
 from ledger.adapters.postgres import schema_creation_lock
 from ledger.caps import EnterpriseYear, ProviderYear
 from ledger.claims import ContractClaim
@@ -30,6 +31,8 @@ from ledger.funding import LEVELS, FundingSource, Programme
 from ledger.idempotency import Idempotency, run_idempotent
 from ledger.institution import KINDS, Institution
 from ledger.money import MAX_AMOUNT_FEN, check_bp, check_fen
+from ledger.payouts import KINDS as PAYABLE_KINDS
+from ledger.payouts import Payout
 from ledger.principals import ROLES, Principal, TokenBinding
 from ledger.redemptions import Redeem
 from ledger.settings import Settings
@@ -46,6 +49,7 @@ from ledger.validate import (
 from ledger.views import (
     FundingSourceView,
     InstitutionView,
+    PayoutView,
     PrincipalView,
     ProgrammeView,
     RedemptionView,
@@ -64,6 +68,7 @@ EXPIRY_CHUNK = 200
 TOKEN_BYTES = 32
 MAX_STREAM_SCAN = 1_000_000
 NOTIFICATION_PAGE = 1000
+MAX_PAYOUT_CANDIDATES = 10_000
 
 
 def check_key(value: Any, field: str) -> str:
@@ -483,6 +488,59 @@ class VoucherLedger(Application[UUID]):
         except AggregateNotFoundError:
             return None
         return agg if isinstance(agg, cls) else None
+
+    # ---- treasury: payouts (ledger/payouts.py) ---------------------------------------------
+    def create_payout(
+        self,
+        *,
+        payee_id: Any,
+        source_id: Any,
+        candidates: Sequence[tuple[UUID, str]],
+        actor: str,
+        idempotency: Idempotency | None = None,
+    ) -> tuple[PayoutView, int | None]:
+        """A payout of every outstanding payable of ``payee_id`` from ``source_id`` that no live
+        payout holds, among ``candidates`` ((origin id, kind), as the views list them)."""
+        if len(candidates) > MAX_PAYOUT_CANDIDATES:
+            raise ValidationError(f"at most {MAX_PAYOUT_CANDIDATES} payables in one payout")
+        return self._run(
+            payout_commands.create_payout,
+            payout_commands.CreatePayout(
+                payout_id=uuid.uuid4(),
+                payee_id=check_uscc(payee_id, "payee_id"),
+                source_id=check_key(source_id, "source_id"),
+                candidates=tuple(
+                    (check_uuid(o, "payable"), check_choice(k, "kind", PAYABLE_KINDS))
+                    for o, k in candidates
+                ),
+                actor=actor,
+            ),
+            idempotency=idempotency,
+        )
+
+    def approve_payout(
+        self, payout_id: Any, *, actor: str, idempotency: Idempotency | None = None
+    ) -> tuple[PayoutView, int | None]:
+        return self._run(
+            payout_commands.approve_payout,
+            payout_commands.ApprovePayout(check_uuid(payout_id, "payout"), actor),
+            idempotency=idempotency,
+        )
+
+    def cancel_payout(
+        self, payout_id: Any, *, reason: Any, actor: str, idempotency: Idempotency | None = None
+    ) -> tuple[PayoutView, int | None]:
+        return self._run(
+            payout_commands.cancel_payout,
+            payout_commands.CancelPayout(
+                check_uuid(payout_id, "payout"), check_text(reason, "reason"), actor
+            ),
+            idempotency=idempotency,
+        )
+
+    def payout(self, payout_id: Any) -> PayoutView:
+        agg_id = check_uuid(payout_id, "payout")
+        return PayoutView.of(self._load(Payout, agg_id, f"payout {agg_id}"))
 
     def expire_vouchers(self, as_of: Any, *, actor: str) -> list[UUID]:
         """Sweep: record expiry of every active voucher whose use-by date is before ``as_of``,

@@ -95,6 +95,16 @@ class Busy(LedgerError):
     title = "Ledger busy, retry"
 
 
+class SameApprover(LedgerError):
+    slug = "same-approver"
+    title = "A payout is approved by another treasury principal than its creator"
+
+
+class NothingToPay(LedgerError):
+    slug = "nothing-to-pay"
+    title = "No outstanding payable outside live payouts"
+
+
 class DatabaseUnavailable(LedgerError):
     """The database cannot be reached or cannot take writes (down, read-only, full). Nothing
     was decided on the caller's behalf that a retry could not repeat; retry after a pause."""

@@ -10,6 +10,7 @@ from uuid import UUID
 from ledger.claims import ContractClaim
 from ledger.funding import FundingSource, Programme, available_fen, committed_fen
 from ledger.institution import Institution
+from ledger.payouts import Payout
 from ledger.principals import Principal
 from ledger.voucher import Voucher
 
@@ -239,3 +240,36 @@ class PrincipalView:
     @classmethod
     def of(cls, p: Principal) -> PrincipalView:
         return cls(p.id, p.name, p.role, p.institution_id, p.revoked)
+
+
+@dataclass(frozen=True)
+class PayoutView:
+    id: UUID
+    payee_id: str
+    source_id: str
+    amount_fen: int
+    status: str
+    created_by: str
+    approved_by: str | None
+    end_to_end_id: str | None
+    bank_account: str | None
+    payee_name: str | None
+    lines: tuple[dict[str, Any], ...]  # [{origin_id, kind, source_id, amount_fen}]
+    bank_lines: tuple[dict[str, Any], ...]
+
+    @classmethod
+    def of(cls, p: Payout) -> PayoutView:
+        return cls(
+            p.id,
+            p.payee_id,
+            p.source_id,
+            p.amount_fen,
+            p.status,
+            p.created_by,
+            p.approved_by,
+            p.end_to_end_id,
+            p.bank_account,
+            p.payee_name,
+            tuple(dict(line) for line in p.lines),
+            tuple(dict(line) for line in p.bank_lines),
+        )

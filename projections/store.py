@@ -97,6 +97,7 @@ SOURCES = Table(
         ("post_subsidy_released_fen", MONEY),
         ("disbursed_fen", MONEY),
         ("post_subsidy_fen", MONEY),  # accrued to providers (clawbacks count as recovered)
+        ("paid_fen", MONEY),  # settled by payouts (bank lines), returns taken off
         ("recovered_fen", MONEY),
         ("live_vouchers", INT),
         POSITION,
@@ -185,6 +186,7 @@ PAYABLES = Table(
         ("amount_fen", MONEY),
         ("clawed_back_fen", MONEY),
         ("paid_fen", MONEY),
+        ("payout_id", "TEXT"),  # the live payout that holds it, if any
         ("recorded_at", TEXT),
         ("redeemed_position", "BIGINT NOT NULL"),
         POSITION,
@@ -192,6 +194,7 @@ PAYABLES = Table(
     indexes=(
         ("source_id", "redeemed_position"),
         ("provider_id", "fiscal_year", "redeemed_position"),
+        ("provider_id", "source_id", "redeemed_position"),
     ),
     checks=("amount_fen >= clawed_back_fen + paid_fen", "clawed_back_fen >= 0", "paid_fen >= 0"),
 )
@@ -252,6 +255,37 @@ REFUSALS = Table(
     ),
     indexes=(("slug",), ("invoice_no",)),
 )
+# A payable line's aggregate (ledger/payouts.py) to the payables row it is: its events name
+# only themselves.
+PAYABLE_LINES = Table(
+    "proj_payable_line",
+    ("line_id",),
+    (("line_id", TEXT), ("redemption_id", TEXT), ("line", TEXT), POSITION),
+)
+PAYOUTS = Table(
+    "proj_payout",
+    ("payout_id",),
+    (
+        ("payout_id", TEXT),
+        ("payee_id", TEXT),
+        ("source_id", TEXT),
+        ("amount_fen", MONEY),
+        ("line_count", INT),
+        ("status", TEXT),
+        ("created_by", TEXT),
+        ("approved_by", "TEXT"),
+        ("end_to_end_id", "TEXT"),
+        ("bank_account", "TEXT"),
+        ("payee_name", "TEXT"),
+        ("created_at", TEXT),
+        ("approved_at", "TEXT"),
+        ("closed_at", "TEXT"),  # settled, returned or cancelled
+        ("created_position", "BIGINT NOT NULL"),
+        POSITION,
+    ),
+    indexes=(("status", "created_position"), ("payee_id", "created_position"), ("end_to_end_id",)),
+    checks=("amount_fen > 0",),
+)
 PRINCIPALS = Table(
     "proj_principal",  # who may call the ledger; never a token or its digest
     ("principal_id",),
@@ -289,6 +323,8 @@ TABLES = (
     REFUSALS,
     ACTIONS,
     PRINCIPALS,
+    PAYABLE_LINES,
+    PAYOUTS,
 )
 
 
@@ -455,6 +491,24 @@ class ViewStore:
             (provider_id, fiscal_year),
         )
 
+    def outstanding_payables(self, payee_id: str, source_id: str, limit: int) -> list[Row]:
+        """Lines a payee is owed from a source that no live payout holds: a payout's
+        candidates (the ledger checks each against its origin again)."""
+        return self._rows(
+            f"SELECT redemption_id, kind FROM {self.qualified(PAYABLES.name)} "
+            "WHERE provider_id = %s AND source_id = %s AND payout_id IS NULL "
+            "AND amount_fen > clawed_back_fen + paid_fen ORDER BY redeemed_position, line LIMIT %s",
+            (payee_id, source_id, limit),
+        )
+
+    def payouts(self, filters: PayoutFilter) -> list[Row]:
+        where, params = filters.where()
+        return self._rows(
+            f"SELECT * FROM {self.qualified(PAYOUTS.name)} WHERE {where} "
+            "ORDER BY created_position LIMIT %s",
+            [*params, filters.limit],
+        )
+
     def principals(self, after: int, limit: int) -> list[Row]:
         return self._rows(
             f"SELECT * FROM {self.qualified(PRINCIPALS.name)} WHERE created_position > %s "
@@ -545,6 +599,25 @@ class VoucherFilter:
         if self.expires_to is not None:
             clauses.append("valid_until <= %s")
             params.append(self.expires_to)
+        return " AND ".join(clauses), params
+
+
+@dataclass(frozen=True)
+class PayoutFilter:
+    """A page of payouts in the order they were made, after the cursor ``after``."""
+
+    status: str | None = None
+    payee_id: str | None = None
+    after: int = 0
+    limit: int = 100
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = ["created_position > %s"]
+        params: list[Any] = [self.after]
+        for column, value in (("status", self.status), ("payee_id", self.payee_id)):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
         return " AND ".join(clauses), params
 
 

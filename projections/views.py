@@ -15,13 +15,16 @@ from ledger.caps import EnterpriseYear, ProviderYear
 from ledger.claims import ContractClaim, RefusedRedemption
 from ledger.funding import FundingSource
 from ledger.institution import Institution
+from ledger.payouts import POST_SUBSIDY, PayableLine, Payout
 from ledger.principals import Principal
 from ledger.voucher import ACTIVE, USED_UP, Voucher
 from projections.store import (
     ACTIONS,
     ENTERPRISE_YEARS,
     INSTITUTIONS,
+    PAYABLE_LINES,
     PAYABLES,
+    PAYOUTS,
     PRINCIPALS,
     PROVIDER_YEARS,
     REDEMPTIONS,
@@ -50,6 +53,15 @@ PROVIDER_OPENED: type[Any] = getattr(ProviderYear, "Opened")  # noqa: B009
 POST_SUBSIDY_CLAWED_BACK: type[Any] = getattr(ProviderYear, "PostSubsidyClawedBack")  # noqa: B009
 PAYMENT_DETAILS_CHANGED: type[Any] = getattr(Institution, "PaymentDetailsChanged")  # noqa: B009
 PRINCIPAL_CREATED: type[Any] = getattr(Principal, "Created")  # noqa: B009
+PAYABLE_LINE_OPENED: type[Any] = getattr(PayableLine, "Opened")  # noqa: B009
+PAYABLE_LINE_ASSIGNED: type[Any] = getattr(PayableLine, "Assigned")  # noqa: B009
+PAYABLE_LINE_FREED: type[Any] = getattr(PayableLine, "Freed")  # noqa: B009
+PAYABLE_LINE_PAID: type[Any] = getattr(PayableLine, "Paid")  # noqa: B009
+PAYOUT_CREATED: type[Any] = getattr(Payout, "Created")  # noqa: B009
+PAYOUT_APPROVED: type[Any] = getattr(Payout, "Approved")  # noqa: B009
+PAYOUT_SETTLED: type[Any] = getattr(Payout, "Settled")  # noqa: B009
+PAYOUT_RETURNED: type[Any] = getattr(Payout, "Returned")  # noqa: B009
+PAYOUT_CANCELLED: type[Any] = getattr(Payout, "Cancelled")  # noqa: B009
 PRINCIPAL_REVOKED: type[Any] = getattr(Principal, "Revoked")  # noqa: B009
 CLAWED_BACK: type[Any] = getattr(ContractClaim, "ClawedBack")  # noqa: B009
 INSTITUTION_REGISTERED: type[Any] = getattr(Institution, "Registered")  # noqa: B009
@@ -120,6 +132,7 @@ class LedgerViews:
             "post_subsidy_released_fen": 0,
             "disbursed_fen": 0,
             "post_subsidy_fen": 0,
+            "paid_fen": 0,
             "recovered_fen": 0,
             "live_vouchers": 0,
         }
@@ -225,6 +238,7 @@ class LedgerViews:
                 "amount_fen": amount_fen,
                 "clawed_back_fen": 0,
                 "paid_fen": 0,
+                "payout_id": None,
                 "recorded_at": e.timestamp.isoformat(),
                 "redeemed_position": position,
             }
@@ -337,6 +351,98 @@ class LedgerViews:
         row["contact"] = e.contact
         b.put(INSTITUTIONS, row, position)
         self._action(b, e, "payment-details", str(row["institution_id"]), e.reason, position)
+
+    # ---- payouts: which payout holds a payable, what was paid ----------------------------
+    @apply.register(PAYABLE_LINE_OPENED)
+    def _payable_line_opened(self, e: Any, b: Batch, position: int) -> None:
+        line = f"{e.kind}:{e.source_id}" if e.kind != POST_SUBSIDY else POST_SUBSIDY
+        row = {"line_id": str(e.originator_id), "redemption_id": str(e.origin_id), "line": line}
+        b.put(PAYABLE_LINES, row, position)
+
+    @apply.register(PAYABLE_LINE_ASSIGNED)
+    def _payable_line_assigned(self, e: Any, b: Batch, position: int) -> None:
+        payable = self._payable_of(b, e)
+        payable["payout_id"] = str(e.payout_id)
+        b.put(PAYABLES, payable, position)
+
+    @apply.register(PAYABLE_LINE_FREED)
+    def _payable_line_freed(self, e: Any, b: Batch, position: int) -> None:
+        payable = self._payable_of(b, e)
+        payable["payout_id"] = None
+        payable["paid_fen"] -= e.unpaid_fen
+        b.put(PAYABLES, payable, position)
+        if e.unpaid_fen:
+            self._add(
+                b, SOURCES, source_key(payable["source_id"]), "paid_fen", -e.unpaid_fen, position
+            )
+
+    @apply.register(PAYABLE_LINE_PAID)
+    def _payable_line_paid(self, e: Any, b: Batch, position: int) -> None:
+        payable = self._add(
+            b, PAYABLES, self._payable_key(b, e), "paid_fen", e.amount_fen, position
+        )
+        self._add(b, SOURCES, source_key(payable["source_id"]), "paid_fen", e.amount_fen, position)
+
+    @staticmethod
+    def _payable_key(b: Batch, e: Any) -> tuple[str, str]:
+        keys = b.get(PAYABLE_LINES, str(e.originator_id))
+        return str(keys["redemption_id"]), str(keys["line"])
+
+    def _payable_of(self, b: Batch, e: Any) -> Row:
+        return b.get(PAYABLES, *self._payable_key(b, e))
+
+    @apply.register(PAYOUT_CREATED)
+    def _payout_created(self, e: Any, b: Batch, position: int) -> None:
+        row = {
+            "payout_id": str(e.originator_id),
+            "payee_id": e.payee_id,
+            "source_id": e.source_id,
+            "amount_fen": e.amount_fen,
+            "line_count": len(e.lines),
+            "status": "created",
+            "created_by": e.created_by,
+            "approved_by": None,
+            "end_to_end_id": None,
+            "bank_account": None,
+            "payee_name": None,
+            "created_at": e.timestamp.isoformat(),
+            "approved_at": None,
+            "closed_at": None,
+            "created_position": position,
+        }
+        b.put(PAYOUTS, row, position)
+
+    @apply.register(PAYOUT_APPROVED)
+    def _payout_approved(self, e: Any, b: Batch, position: int) -> None:
+        row = b.get(PAYOUTS, str(e.originator_id))
+        row.update(
+            status="approved",
+            approved_by=e.approved_by,
+            end_to_end_id=e.end_to_end_id,
+            bank_account=e.bank_account,
+            payee_name=e.payee_name,
+            approved_at=e.timestamp.isoformat(),
+        )
+        b.put(PAYOUTS, row, position)
+
+    @apply.register(PAYOUT_SETTLED)
+    def _payout_settled(self, e: Any, b: Batch, position: int) -> None:
+        self._close_payout(b, e, "settled", position)
+
+    @apply.register(PAYOUT_RETURNED)
+    def _payout_returned(self, e: Any, b: Batch, position: int) -> None:
+        self._close_payout(b, e, "returned", position)
+
+    @apply.register(PAYOUT_CANCELLED)
+    def _payout_cancelled(self, e: Any, b: Batch, position: int) -> None:
+        self._close_payout(b, e, "cancelled", position)
+        self._action(b, e, "cancel-payout", str(e.originator_id), e.reason, position)
+
+    @staticmethod
+    def _close_payout(b: Batch, e: Any, status: str, position: int) -> None:
+        row = b.get(PAYOUTS, str(e.originator_id))
+        row.update(status=status, closed_at=e.timestamp.isoformat())
+        b.put(PAYOUTS, row, position)
 
     # ---- principals (never their tokens) -------------------------------------------------
     @apply.register(PRINCIPAL_CREATED)
