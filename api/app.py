@@ -10,7 +10,7 @@ from api import problems
 from api.auth import Authenticator, AuthMiddleware
 from api.docs import Docs, OpenAPI
 from api.observability import Metrics, ObservabilityMiddleware
-from api.resources import admin, audit, funding, institutions, payables, vouchers
+from api.resources import admin, audit, funding, institutions, payables, payouts, vouchers
 from api.routes import OPERATIONS
 from audit.service import Auditor
 from ledger.application import VoucherLedger
@@ -88,6 +88,10 @@ def create_app(settings: Settings, ledger: VoucherLedger | None = None) -> Ledge
         "/v1/audit/inspections/{id}": audit.Inspection(auditor, reader),
         "/v1/audit/report": audit.Report(auditor, reader),
         "/v1/payables": payables.Payables(ledger, reader),
+        "/v1/payouts": payouts.Payouts(ledger, reader),
+        "/v1/payouts/{id}": payouts.Payout(ledger),
+        "/v1/payouts/{id}/approve": payouts.Approve(ledger),
+        "/v1/payouts/{id}/cancel": payouts.Cancel(ledger),
     }
     assert set(resources) == {op.path for op in OPERATIONS}, "routes and table disagree"
     for path, resource in resources.items():

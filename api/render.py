@@ -10,6 +10,7 @@ from ledger.caps import cap_remaining_fen
 from ledger.views import (
     FundingSourceView,
     InstitutionView,
+    PayoutView,
     PrincipalView,
     ProgrammeView,
     RedemptionView,
@@ -56,6 +57,7 @@ def funding_source(
     disbursed_fen: int = 0,
     live_vouchers: int | None = None,
     post_subsidy_fen: int = 0,
+    paid_fen: int | None = None,
 ) -> Body:
     """A source's status. ``reserved_fen``/``released_fen`` are the subsidy's; what it holds
     for post-subsidy (the wire's ``provider_bonus``) is shown beside them, and committed and
@@ -79,6 +81,8 @@ def funding_source(
     }
     if live_vouchers is not None:
         body["live_vouchers"] = live_vouchers
+    if paid_fen is not None:  # settled by payouts: the views know it, not an as_of replay
+        body["paid_fen"] = paid_fen
     return body
 
 
@@ -219,6 +223,7 @@ def payable(r: dict[str, Any]) -> Body:
         "clawed_back_fen": r["clawed_back_fen"],
         "paid_fen": r["paid_fen"],
         "outstanding_fen": r["amount_fen"] - r["clawed_back_fen"] - r["paid_fen"],
+        "payout_id": r["payout_id"],
         "recorded_at": r["recorded_at"],
         "position": r["redeemed_position"],
     }
@@ -237,4 +242,56 @@ def voucher_row(r: dict[str, Any], today: str) -> Body:
         "status": status,
         "issued_at": r["issued_at"],
         "position": r["issued_position"],
+    }
+
+
+def payout_line(line: dict[str, Any]) -> Body:
+    """What a payout line settles: a redemption's subsidy or post-subsidy (``bonus``), or a
+    guarantee claim's compensation."""
+    origin = "claim_id" if line["kind"] == "guarantee" else "redemption_id"
+    return {origin: line["origin_id"], "kind": line["kind"], "amount_fen": line["amount_fen"]}
+
+
+def payout(p: PayoutView) -> Body:
+    return {
+        "id": str(p.id),
+        "payee_id": p.payee_id,
+        "source_id": p.source_id,
+        "amount_fen": p.amount_fen,
+        "status": p.status,
+        "created_by": p.created_by,
+        "approved_by": p.approved_by,
+        "end_to_end_id": p.end_to_end_id,
+        "bank_account": p.bank_account,
+        "payee_name": p.payee_name,
+        "lines": [payout_line(line) for line in p.lines],
+        "bank_lines": [
+            {
+                "statement_id": b["statement_id"],
+                "line": b["line"],
+                "amount_fen": b["amount_fen"],
+                "kind": b["kind"],
+            }
+            for b in p.bank_lines
+        ],
+    }
+
+
+def payout_row(r: dict[str, Any]) -> Body:
+    return {
+        "id": r["payout_id"],
+        "payee_id": r["payee_id"],
+        "source_id": r["source_id"],
+        "amount_fen": r["amount_fen"],
+        "line_count": r["line_count"],
+        "status": r["status"],
+        "created_by": r["created_by"],
+        "approved_by": r["approved_by"],
+        "end_to_end_id": r["end_to_end_id"],
+        "bank_account": r["bank_account"],
+        "payee_name": r["payee_name"],
+        "created_at": r["created_at"],
+        "approved_at": r["approved_at"],
+        "closed_at": r["closed_at"],
+        "position": r["created_position"],
     }

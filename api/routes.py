@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from api.schemas import PAYOUT_STATUSES
 from ledger.principals import ROLES
 from ledger.validate import MAX_FISCAL_YEAR, MIN_FISCAL_YEAR
 
@@ -345,6 +346,64 @@ OPERATIONS: tuple[Operation, ...] = (
         200,
         "Clawback",
         "Redemption",
+    ),
+    Operation(
+        "POST",
+        "/v1/payouts",
+        "createPayout",
+        "Gather every outstanding payable of a payee from one source, in no live payout, into a "
+        "payout",
+        frozenset({TREASURY}),
+        201,
+        "NewPayout",
+        "Payout",
+    ),
+    Operation(
+        "GET",
+        "/v1/payouts",
+        "listPayouts",
+        "Payouts in the order they were made, by status and payee",
+        frozenset({TREASURY, AUDITOR, INSPECTOR}),
+        response="PayoutPage",
+        queries=(
+            Query("status", "the payout's status", schema={"enum": list(PAYOUT_STATUSES)}),
+            Query("payee_id", "the payee (USCC)"),
+            *PAGE,
+            FORMAT,
+        ),
+        csv=True,
+    ),
+    Operation(
+        "GET",
+        "/v1/payouts/{id}",
+        "getPayout",
+        "A payout, its lines and the bank lines that settled or returned it",
+        # A bank reads its own too once guarantee compensation is paid (BANK, with a bank's
+        # payout in the role matrix).
+        frozenset({TREASURY, AUDITOR, INSPECTOR, PROVIDER}),
+        response="Payout",
+        own_only=frozenset({PROVIDER}),
+    ),
+    Operation(
+        "POST",
+        "/v1/payouts/{id}/approve",
+        "approvePayout",
+        "Approve a payout (another treasury principal than its creator): fixes its end-to-end "
+        "reference and the payee's bank account",
+        frozenset({TREASURY}),
+        200,
+        "Empty",
+        "Payout",
+    ),
+    Operation(
+        "POST",
+        "/v1/payouts/{id}/cancel",
+        "cancelPayout",
+        "Cancel a payout before it is settled: its lines are payable again",
+        frozenset({TREASURY}),
+        200,
+        "Reason",
+        "Payout",
     ),
     Operation(
         "GET",

@@ -57,6 +57,8 @@ def nullable(schema: Schema) -> Schema:
 
 
 COUNT: Schema = {"type": "integer", "minimum": 0}
+PAYOUT_STATUSES = ["created", "approved", "settled", "returned", "cancelled"]
+PAYABLE_KINDS = ["subsidy", "bonus", "guarantee"]
 HEX_HASH: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 
 
@@ -139,6 +141,7 @@ REQUESTS: dict[str, Schema] = {
     ),
     "Reason": REASON,
     "Empty": obj({}),
+    "NewPayout": obj({"payee_id": USCC, "source_id": KEY}),
     "NewPublicKey": obj({"public_key_pem": PUBLIC_KEY_PEM, "reason": TEXT}),
     "PaymentDetails": obj(
         {
@@ -185,7 +188,7 @@ RESPONSES: dict[str, Schema] = {
             "recovered_fen": FEN,
             "available_fen": FEN,
         },
-        {"as_of": {"type": "string"}, "live_vouchers": COUNT},
+        {"as_of": {"type": "string"}, "live_vouchers": COUNT, "paid_fen": FEN},
     ),
     "Program": obj(
         {
@@ -280,7 +283,7 @@ RESPONSES: dict[str, Schema] = {
                 "items": obj(
                     {
                         "source_id": KEY,
-                        "kind": {"enum": ["subsidy", "bonus"]},
+                        "kind": {"enum": PAYABLE_KINDS},
                         "amount_fen": FEN,
                         "clawed_back_fen": FEN,
                         "paid_fen": FEN,
@@ -310,7 +313,7 @@ RESPONSES: dict[str, Schema] = {
         obj(
             {
                 "redemption_id": UUID_STR,
-                "kind": {"enum": ["subsidy", "bonus"]},
+                "kind": {"enum": PAYABLE_KINDS},
                 "source_id": KEY,
                 "provider_id": USCC,
                 "holder_id": USCC,
@@ -322,7 +325,62 @@ RESPONSES: dict[str, Schema] = {
                 "clawed_back_fen": FEN,
                 "paid_fen": FEN,
                 "outstanding_fen": FEN,
+                "payout_id": nullable(UUID_STR),
                 "recorded_at": {"type": "string"},
+                "position": COUNT,
+            }
+        )
+    ),
+    "Payout": obj(
+        {
+            "id": UUID_STR,
+            "payee_id": USCC,
+            "source_id": KEY,
+            "amount_fen": FEN,
+            "status": {"enum": PAYOUT_STATUSES},
+            "created_by": {"type": "string"},
+            "approved_by": nullable({"type": "string"}),
+            # The reference the bank line carries back, and the account paid: fixed at approval.
+            "end_to_end_id": nullable({"type": "string", "maxLength": 35}),
+            "bank_account": nullable({"type": "string"}),
+            "payee_name": nullable({"type": "string"}),
+            "lines": {
+                "type": "array",
+                "items": obj(
+                    {"kind": {"enum": PAYABLE_KINDS}, "amount_fen": FEN},
+                    {"redemption_id": UUID_STR, "claim_id": UUID_STR},
+                ),
+            },
+            "bank_lines": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "statement_id": {"type": "string"},
+                        "line": COUNT,
+                        "amount_fen": FEN,
+                        "kind": {"enum": ["paid", "returned"]},
+                    }
+                ),
+            },
+        }
+    ),
+    "PayoutPage": page(
+        obj(
+            {
+                "id": UUID_STR,
+                "payee_id": USCC,
+                "source_id": KEY,
+                "amount_fen": FEN,
+                "line_count": COUNT,
+                "status": {"enum": PAYOUT_STATUSES},
+                "created_by": {"type": "string"},
+                "approved_by": nullable({"type": "string"}),
+                "end_to_end_id": nullable({"type": "string"}),
+                "bank_account": nullable({"type": "string"}),
+                "payee_name": nullable({"type": "string"}),
+                "created_at": {"type": "string"},
+                "approved_at": nullable({"type": "string"}),
+                "closed_at": nullable({"type": "string"}),
                 "position": COUNT,
             }
         )

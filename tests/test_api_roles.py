@@ -35,6 +35,7 @@ class Scene:
     redemption: str  # by PROVIDER, of redeemed_voucher
     frozen: str = PROVIDER_2  # frozen by the inspector
     principals: list[str] = field(default_factory=list)  # ones an admin may revoke or rotate
+    payout: str = ""  # of the province's subsidy to PROVIDER, by another treasury principal
 
 
 def open_scene(api: Api) -> Scene:
@@ -52,6 +53,14 @@ def open_scene(api: Api) -> Scene:
         made = api.post("/v1/principals", {"name": f"temporary {n}", "role": "auditor"})
         assert made.status_code == 201, made.text
         scene.principals.append(str(made.json["id"]))
+    details = {"bank_account": "6217 0000 1111", "contact": None, "reason": "bank details"}
+    assert api.post(f"/v1/institutions/{PROVIDER}/payment-details", details).status_code == 200
+    other_clerk = api.principal("treasury")
+    payout = api.post(
+        "/v1/payouts", {"payee_id": PROVIDER, "source_id": "province-2026"}, other_clerk
+    )
+    assert payout.status_code == 201, payout.text
+    scene.payout = str(payout.json["id"])
     return scene
 
 
@@ -76,6 +85,9 @@ PATH_IDS: dict[str, Any] = {
     "/v1/principals/{id}/rotate": lambda s: s.principals[0],
     "/v1/institutions/{id}/keys": lambda s: PROVIDER,
     "/v1/institutions/{id}/payment-details": lambda s: ENTERPRISE_2,
+    "/v1/payouts/{id}": lambda s: s.payout,
+    "/v1/payouts/{id}/approve": lambda s: s.payout,
+    "/v1/payouts/{id}/cancel": lambda s: s.payout,
 }
 
 # A valid body for each request schema (api.schemas.REQUESTS), one that the ledger accepts.
@@ -111,6 +123,8 @@ BODIES: dict[str, Any] = {
     "Reason": lambda s: {"reason": "role matrix"},
     "Clawback": lambda s: {"reason_code": "duplicate-invoice"},
     "Empty": lambda s: {},
+    # The city's part of the scene's redemption: the province's is in the scene's payout.
+    "NewPayout": lambda s: {"payee_id": PROVIDER, "source_id": "city-2026"},
     # A fresh key each time: registering the key in force again is refused (invalid-state).
     "NewPublicKey": lambda s: {
         "public_key_pem": public_pem(Ed25519PrivateKey.generate()),

@@ -733,3 +733,39 @@ def test_a_freeze_on_one_instance_stops_redemptions_on_every_instance_after_the_
     done, refused = split(results, {"payee-frozen"})
     assert not done and len(refused) == THREADS
     assert apps[0].voucher(voucher_id).remaining_fen == 5_000_000 - INSTANCES * 9_000
+
+
+# ---- treasury -------------------------------------------------------------------------------
+def test_clerks_racing_to_pay_one_payee_put_each_payable_in_one_payout(ledgers: Ledgers) -> None:
+    """Issue 13: two (here 32) treasury clerks create payouts for the same payee and source at
+    the same moment on 4 ledgers: one payout takes every line, the others find nothing to pay."""
+    apps = ledgers.racers
+    world = open_worked_example(apps[0])
+    redeemed = [
+        redeem(apps[0], issue(apps[0]), contract_no=f"PAY-{n}", amount_fen=100_000)[0]
+        for n in range(5)
+    ]
+    candidates = [(r.id, "subsidy") for r in redeemed]
+    calls = [
+        lambda app, i=i: app.create_payout(
+            payee_id=PROVIDER,
+            source_id=world.province,
+            candidates=candidates,
+            actor=f"clerk-{i}",
+        )[0]
+        for i in range(THREADS)
+    ]
+
+    results = race(apps, calls)
+
+    made, refused = split(results, {"nothing-to-pay"})
+    assert len(made) == 1 and len(refused) == THREADS - 1
+    assert made[0].amount_fen == sum(dict(r.splits)[world.province] for r in redeemed)
+    assert {line["origin_id"] for line in made[0].lines} == {str(r.id) for r in redeemed}
+    again = ledgers.open()
+    with pytest.raises(LedgerError) as nothing:
+        again.create_payout(
+            payee_id=PROVIDER, source_id=world.province, candidates=candidates, actor="late"
+        )
+    assert nothing.value.slug == "nothing-to-pay"
+    assert_streams_have_no_gaps(ledgers.url)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import falcon
 
-from api.resources.base import as_of, int_param, write_csv, write_json
+from api.resources.base import as_of, int_param, output_format, write_csv, write_json
 from audit import inspect, report_render
 from audit.service import Auditor
 from ledger.errors import NotFound, ValidationError
@@ -40,13 +40,6 @@ def fiscal_year(req: falcon.Request) -> int:
     if year is None:
         raise ValidationError("fiscal_year must be a year such as 2026")
     return year
-
-
-def output_format(req: falcon.Request, allowed: tuple[str, ...]) -> str:
-    fmt = req.get_param("format") or allowed[0]
-    if fmt not in allowed:
-        raise ValidationError(f"format must be one of {', '.join(allowed)}")
-    return fmt
 
 
 class Verify(AuditResource):

@@ -126,6 +126,14 @@ def stored_answer(value: Any, render: Callable[[Any], Body], status: int) -> tup
     return status, dumps(render(value))
 
 
+def output_format(req: falcon.Request, allowed: tuple[str, ...]) -> str:
+    """``?format=``, one of ``allowed`` (the first when absent)."""
+    fmt = req.get_param("format") or allowed[0]
+    if fmt not in allowed:
+        raise ValidationError(f"format must be one of {', '.join(allowed)}")
+    return fmt
+
+
 def int_param(req: falcon.Request, name: str, lowest: int, highest: int) -> int | None:
     """An integer query parameter within [lowest, highest], or None when absent."""
     raw = req.get_param(name)

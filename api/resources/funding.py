@@ -42,7 +42,11 @@ class FundingSource(Resource):
             raise NotFound(f"funding source {key} not found")
         view = source_view(row)
         body = render.funding_source(
-            view, row["disbursed_fen"], row["live_vouchers"], row["post_subsidy_fen"]
+            view,
+            row["disbursed_fen"],
+            row["live_vouchers"],
+            row["post_subsidy_fen"],
+            row["paid_fen"],
         )
         write_json(resp, body)
 

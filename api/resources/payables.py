@@ -10,12 +10,12 @@ from api.resources.base import (
     Resource,
     columns,
     int_param,
+    output_format,
     page_params,
     write_csv,
     write_json,
 )
 from ledger.application import check_key
-from ledger.errors import ValidationError
 from ledger.uscc import check_uscc
 from ledger.validate import MAX_FISCAL_YEAR, MIN_FISCAL_YEAR
 from projections.store import PayableFilter
@@ -23,9 +23,7 @@ from projections.store import PayableFilter
 
 class Payables(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        fmt = req.get_param("format") or "json"
-        if fmt not in ("json", "csv"):
-            raise ValidationError("format must be json or csv")
+        fmt = output_format(req, ("json", "csv"))
         source = req.get_param("source_id")
         provider = req.get_param("provider_id")
         if provider is not None:
