@@ -212,6 +212,7 @@ def source_row(app: VoucherLedger, s: FundingSource, vouchers: list[Voucher]) ->
         "post_subsidy_released_fen": s.post_subsidy_released_fen,
         "disbursed_fen": app.owed_fen(s.source_id)[0],
         "post_subsidy_fen": app.owed_fen(s.source_id)[1],
+        "paid_fen": 0,  # no payout in these workloads
         "recovered_fen": s.recovered_fen,
         "live_vouchers": len(live),
     }
@@ -251,6 +252,7 @@ def payable_rows(c: ContractClaim, position: int) -> list[Row]:
             "amount_fen": amount_fen,
             "clawed_back_fen": amount_fen if c.clawed_back else 0,
             "paid_fen": 0,
+            "payout_id": None,
             "recorded_at": c.created_on.isoformat(),
             "redeemed_position": position,
         }
