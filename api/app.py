@@ -10,7 +10,16 @@ from api import problems
 from api.auth import Authenticator, AuthMiddleware
 from api.docs import Docs, OpenAPI
 from api.observability import Metrics, ObservabilityMiddleware
-from api.resources import admin, audit, funding, institutions, payables, payouts, vouchers
+from api.resources import (
+    admin,
+    audit,
+    funding,
+    guarantee,
+    institutions,
+    payables,
+    payouts,
+    vouchers,
+)
 from api.routes import OPERATIONS
 from audit.service import Auditor
 from ledger.application import VoucherLedger
@@ -92,6 +101,14 @@ def create_app(settings: Settings, ledger: VoucherLedger | None = None) -> Ledge
         "/v1/payouts/{id}": payouts.Payout(ledger),
         "/v1/payouts/{id}/approve": payouts.Approve(ledger),
         "/v1/payouts/{id}/cancel": payouts.Cancel(ledger),
+        "/v1/guarantee-pools": guarantee.Pools(ledger),
+        "/v1/guarantee-pools/{id}": guarantee.Pool(ledger),
+        "/v1/guarantee-loans": guarantee.Loans(ledger),
+        "/v1/guarantee-claims": guarantee.Claims(ledger),
+        "/v1/guarantee-claims/{id}": guarantee.Claim(ledger),
+        "/v1/guarantee-claims/{id}/approve": guarantee.Approve(ledger),
+        "/v1/guarantee-claims/{id}/recoveries": guarantee.Recoveries(ledger),
+        "/v1/exemptions": guarantee.Exemptions(ledger),
     }
     assert set(resources) == {op.path for op in OPERATIONS}, "routes and table disagree"
     for path, resource in resources.items():

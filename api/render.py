@@ -209,14 +209,18 @@ def payables(rows: Iterable[dict[str, Any]]) -> dict[str, list[Body]]:
 
 
 def payable(r: dict[str, Any]) -> Body:
+    """A payable line: a redemption's (subsidy or bonus) or a guarantee claim's (its loan in
+    ``contract_no``, its pool in ``program_id``, the borrower in ``holder_id``)."""
+    guarantee = r["kind"] == "guarantee"
     return {
-        "redemption_id": r["redemption_id"],
+        "redemption_id": None if guarantee else r["redemption_id"],
+        "claim_id": r["redemption_id"] if guarantee else None,
         "kind": r["kind"],
         "source_id": r["source_id"],
         "provider_id": r["provider_id"],
         "holder_id": r["holder_id"],
         "program_id": r["programme_id"],
-        "voucher_id": r["voucher_id"],
+        "voucher_id": None if guarantee else r["voucher_id"],
         "contract_no": r["contract_no"],
         "fiscal_year": r["fiscal_year"],
         "amount_fen": r["amount_fen"],
@@ -294,4 +298,63 @@ def payout_row(r: dict[str, Any]) -> Body:
         "approved_at": r["approved_at"],
         "closed_at": r["closed_at"],
         "position": r["created_position"],
+    }
+
+
+def guarantee_pool(p: dict[str, Any]) -> Body:
+    return {
+        "id": p["pool_id"],
+        "name": p["name"],
+        "shares": [{"source_id": s, "share_bp": bp} for s, bp in p["shares"]],
+        "rule": p["rule"],
+        "bank_annual_cap_fen": p["bank_annual_cap_fen"],
+    }
+
+
+def guarantee_loan(loan: dict[str, Any]) -> Body:
+    fields = (
+        "bank_id",
+        "pool_id",
+        "borrower_id",
+        "principal_fen",
+        "start_date",
+        "term_months",
+        "first_loan",
+        "credit_only",
+        "ip_pledge",
+        "credit_share_bp",
+        "losses_fen",
+        "compensated_fen",
+    )
+    return {"id": loan["loan_id"], **{f: loan[f] for f in fields}}
+
+
+def guarantee_claim(c: dict[str, Any]) -> Body:
+    return {
+        "id": str(c["id"]),
+        "loan_id": c["loan_id"],
+        "bank_id": c["bank_id"],
+        "pool_id": c["pool_id"],
+        "borrower_id": c["borrower_id"],
+        "loss_fen": c["loss_fen"],
+        "default_date": c["default_date"],
+        "compensation_fen": c["compensation_fen"],
+        "not_compensated_fen": c["not_compensated_fen"],
+        "splits": source_amounts(c["splits"]),
+        "rule": c["rule"],
+        "status": c["status"],
+        "decision": c["decision"],
+        "approved_by": c["approved_by"],
+        "recovered_fen": c["recovered_fen"],
+        "returned_to_fund_fen": c["returned_fen"],
+        "exemption": c["exemption"],
+    }
+
+
+def recovery(r: dict[str, Any]) -> Body:
+    return {
+        "claim_id": r["claim_id"],
+        "amount_fen": r["amount_fen"],
+        "returned_to_fund_fen": r["returned_to_fund_fen"],
+        "splits": source_amounts(r["splits"]),
     }

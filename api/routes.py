@@ -12,7 +12,7 @@ from ledger.validate import MAX_FISCAL_YEAR, MIN_FISCAL_YEAR
 
 PUBLIC: frozenset[str] = frozenset()  # no token needed
 OFFICER, TREASURY, AUDITOR, INSPECTOR = "program_officer", "treasury", "auditor", "inspector"
-ADMIN, PROVIDER = "admin", "provider"
+ADMIN, PROVIDER, BANK = "admin", "provider", "bank"
 READERS = frozenset({OFFICER, TREASURY, AUDITOR, INSPECTOR})
 
 
@@ -378,11 +378,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/payouts/{id}",
         "getPayout",
         "A payout, its lines and the bank lines that settled or returned it",
-        # A bank reads its own too once guarantee compensation is paid (BANK, with a bank's
-        # payout in the role matrix).
-        frozenset({TREASURY, AUDITOR, INSPECTOR, PROVIDER}),
+        frozenset({TREASURY, AUDITOR, INSPECTOR, PROVIDER, BANK}),
         response="Payout",
-        own_only=frozenset({PROVIDER}),
+        own_only=frozenset({PROVIDER, BANK}),
     ),
     Operation(
         "POST",
@@ -404,6 +402,84 @@ OPERATIONS: tuple[Operation, ...] = (
         200,
         "Reason",
         "Payout",
+    ),
+    Operation(
+        "POST",
+        "/v1/guarantee-pools",
+        "openGuaranteePool",
+        "Open a risk-compensation pool over guarantee_fund sources with their shares and rule",
+        frozenset({OFFICER}),
+        201,
+        "NewGuaranteePool",
+        "GuaranteePool",
+    ),
+    Operation(
+        "GET",
+        "/v1/guarantee-pools/{id}",
+        "getGuaranteePool",
+        "A risk-compensation pool",
+        READERS | {BANK},
+        response="GuaranteePool",
+    ),
+    Operation(
+        "POST",
+        "/v1/guarantee-loans",
+        "registerGuaranteeLoan",
+        "Register a loan the bank made as covered by a pool (a loan is in one pool)",
+        frozenset({BANK}),
+        201,
+        "NewGuaranteeLoan",
+        "GuaranteeLoan",
+    ),
+    Operation(
+        "POST",
+        "/v1/guarantee-claims",
+        "fileGuaranteeClaim",
+        "File a claim on a covered loan's loss: its compensation is decided now by the pool's rule",
+        frozenset({BANK}),
+        201,
+        "NewGuaranteeClaim",
+        "GuaranteeClaim",
+    ),
+    Operation(
+        "GET",
+        "/v1/guarantee-claims/{id}",
+        "getGuaranteeClaim",
+        "A guarantee claim, its decision, recoveries and exemption",
+        READERS | {BANK},
+        response="GuaranteeClaim",
+        own_only=frozenset({BANK}),
+    ),
+    Operation(
+        "POST",
+        "/v1/guarantee-claims/{id}/approve",
+        "approveGuaranteeClaim",
+        "Approve a claim: its compensation becomes payable to the bank",
+        frozenset({OFFICER}),
+        200,
+        "Empty",
+        "GuaranteeClaim",
+    ),
+    Operation(
+        "POST",
+        "/v1/guarantee-claims/{id}/recoveries",
+        "recordRecovery",
+        "Record what the bank recovered on an approved claim; the fund's share goes back to it",
+        frozenset({BANK}),
+        201,
+        "NewRecovery",
+        "Recovery",
+    ),
+    Operation(
+        "POST",
+        "/v1/exemptions",
+        "recordExemption",
+        "Record an approved claim's net loss as a compliant loss exempt from accountability "
+        "(容错纠错)",
+        frozenset({INSPECTOR}),
+        201,
+        "NewExemption",
+        "GuaranteeClaim",
     ),
     Operation(
         "GET",

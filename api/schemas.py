@@ -142,6 +142,41 @@ REQUESTS: dict[str, Schema] = {
     "Reason": REASON,
     "Empty": obj({}),
     "NewPayout": obj({"payee_id": USCC, "source_id": KEY}),
+    "NewGuaranteePool": obj(
+        {
+            "id": KEY,
+            "name": TEXT,
+            "shares": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 10,
+                "items": obj({"source_id": KEY, "share_bp": {**BP, "minimum": 1}}),
+            },
+        },
+        {
+            "rule": {"enum": ["risk-compensation@1", "risk-compensation@2"]},
+            "bank_annual_cap_fen": nullable(FEN),
+        },
+    ),
+    "NewGuaranteeLoan": obj(
+        {
+            "id": KEY,
+            "pool_id": KEY,
+            "borrower_id": USCC,
+            "principal_fen": POSITIVE_FEN,
+            "start_date": DATE,
+            "term_months": {"type": "integer", "minimum": 1, "maximum": 600},
+            "first_loan": {"type": "boolean"},
+            "credit_only": {"type": "boolean"},
+            "ip_pledge": {"type": "boolean"},
+        },
+        {"credit_share_bp": nullable(BP)},
+    ),
+    "NewGuaranteeClaim": obj({"loan_id": KEY, "loss_fen": POSITIVE_FEN, "default_date": DATE}),
+    "NewRecovery": obj({"amount_fen": POSITIVE_FEN, "recovered_on": DATE}),
+    "NewExemption": obj(
+        {"claim_id": UUID_STR, "decision_ref": TEXT, "decided_on": DATE, "reason": TEXT}
+    ),
     "NewPublicKey": obj({"public_key_pem": PUBLIC_KEY_PEM, "reason": TEXT}),
     "PaymentDetails": obj(
         {
@@ -312,13 +347,13 @@ RESPONSES: dict[str, Schema] = {
     "PayablePage": page(
         obj(
             {
-                "redemption_id": UUID_STR,
+                "redemption_id": nullable(UUID_STR),
                 "kind": {"enum": PAYABLE_KINDS},
                 "source_id": KEY,
-                "provider_id": USCC,
+                "provider_id": USCC,  # the payee: a provider, or a bank for a guarantee line
                 "holder_id": USCC,
                 "program_id": KEY,
-                "voucher_id": UUID_STR,
+                "voucher_id": nullable(UUID_STR),
                 "contract_no": KEY,
                 "fiscal_year": YEAR,
                 "amount_fen": FEN,
@@ -326,6 +361,7 @@ RESPONSES: dict[str, Schema] = {
                 "paid_fen": FEN,
                 "outstanding_fen": FEN,
                 "payout_id": nullable(UUID_STR),
+                "claim_id": nullable(UUID_STR),  # a guarantee claim's compensation
                 "recorded_at": {"type": "string"},
                 "position": COUNT,
             }
@@ -384,6 +420,52 @@ RESPONSES: dict[str, Schema] = {
                 "position": COUNT,
             }
         )
+    ),
+    "GuaranteePool": obj(
+        {
+            "id": KEY,
+            "name": TEXT,
+            "shares": {"type": "array", "items": obj({"source_id": KEY, "share_bp": BP})},
+            "rule": {"type": "string"},
+            "bank_annual_cap_fen": nullable(FEN),
+        }
+    ),
+    "GuaranteeLoan": open_obj(
+        {
+            "id": KEY,
+            "bank_id": USCC,
+            "pool_id": KEY,
+            "borrower_id": USCC,
+            "principal_fen": FEN,
+            "losses_fen": FEN,
+            "compensated_fen": FEN,
+        }
+    ),
+    "GuaranteeClaim": open_obj(
+        {
+            "id": UUID_STR,
+            "loan_id": KEY,
+            "bank_id": USCC,
+            "loss_fen": FEN,
+            "compensation_fen": FEN,
+            "not_compensated_fen": FEN,
+            "splits": SOURCE_AMOUNTS,
+            "rule": {"type": "string"},
+            "status": {"enum": ["filed", "approved", "paid"]},
+            # The rule, every parameter, the rate tier and each cut in order.
+            "decision": {"type": "object"},
+            "recovered_fen": FEN,
+            "returned_to_fund_fen": FEN,
+            "exemption": nullable({"type": "object"}),
+        }
+    ),
+    "Recovery": obj(
+        {
+            "claim_id": UUID_STR,
+            "amount_fen": FEN,
+            "returned_to_fund_fen": FEN,
+            "splits": SOURCE_AMOUNTS,
+        }
     ),
     "Verdict": obj(
         {

@@ -22,26 +22,29 @@ from eventsourcing.persistence import Transcoder
 from eventsourcing.utils import get_topic
 
 from ledger import commands as cmd
-from ledger import payout_commands, redemptions
+from ledger import guarantee_commands, payout_commands, redemptions, rules
 from ledger.adapters.postgres import schema_creation_lock
 from ledger.caps import EnterpriseYear, ProviderYear
 from ledger.claims import ContractClaim
 from ledger.errors import NotFound, Refused, ValidationError
 from ledger.funding import LEVELS, FundingSource, Programme
+from ledger.guarantee import GuaranteeClaim, GuaranteePool
 from ledger.idempotency import Idempotency, run_idempotent
 from ledger.institution import KINDS, Institution
 from ledger.money import MAX_AMOUNT_FEN, check_bp, check_fen
 from ledger.payouts import KINDS as PAYABLE_KINDS
-from ledger.payouts import Payout
+from ledger.payouts import PayableLine, Payout
 from ledger.principals import ROLES, Principal, TokenBinding
 from ledger.redemptions import Redeem
 from ledger.settings import Settings
 from ledger.transcoder import FastJSONTranscoder
 from ledger.uscc import check_uscc
 from ledger.validate import (
+    check_bool,
     check_choice,
     check_date,
     check_fiscal_year,
+    check_int,
     check_optional_text,
     check_text,
     check_uuid,
@@ -53,7 +56,9 @@ from ledger.views import (
     PrincipalView,
     ProgrammeView,
     RedemptionView,
+    StateView,
     VoucherView,
+    state_view,
 )
 from ledger.voucher import Voucher
 from ledger.writer import Outcome, Writer
@@ -69,6 +74,7 @@ TOKEN_BYTES = 32
 MAX_STREAM_SCAN = 1_000_000
 NOTIFICATION_PAGE = 1000
 MAX_PAYOUT_CANDIDATES = 10_000
+MAX_TERM_MONTHS = 600
 
 
 def check_key(value: Any, field: str) -> str:
@@ -541,6 +547,174 @@ class VoucherLedger(Application[UUID]):
     def payout(self, payout_id: Any) -> PayoutView:
         agg_id = check_uuid(payout_id, "payout")
         return PayoutView.of(self._load(Payout, agg_id, f"payout {agg_id}"))
+
+    # ---- the guarantee fund (ledger/guarantee.py) -------------------------------------------
+    def open_guarantee_pool(
+        self,
+        *,
+        pool_id: Any,
+        name: Any,
+        shares: Any,
+        rule: Any = None,
+        bank_annual_cap_fen: Any = None,
+        actor: str,
+        idempotency: Idempotency | None = None,
+    ) -> tuple[StateView, int | None]:
+        return self._run(
+            guarantee_commands.open_pool,
+            guarantee_commands.OpenPool(
+                pool_id=check_key(pool_id, "id"),
+                name=check_text(name, "name"),
+                shares=_check_shares(shares),
+                rule=check_choice(
+                    rule or rules.RISK_COMPENSATION_V1.ref,
+                    "rule",
+                    guarantee_commands.RISK_COMPENSATION_RULES,
+                ),
+                bank_annual_cap_fen=None
+                if bank_annual_cap_fen is None
+                else check_fen(bank_annual_cap_fen, "bank_annual_cap_fen"),
+                actor=actor,
+            ),
+            idempotency=idempotency,
+        )
+
+    def register_guarantee_loan(
+        self,
+        *,
+        loan_id: Any,
+        bank_id: Any,
+        pool_id: Any,
+        borrower_id: Any,
+        principal_fen: Any,
+        start_date: Any,
+        term_months: Any,
+        first_loan: Any,
+        credit_only: Any,
+        ip_pledge: Any,
+        credit_share_bp: Any = None,
+        actor: str,
+        idempotency: Idempotency | None = None,
+    ) -> tuple[StateView, int | None]:
+        return self._run(
+            guarantee_commands.register_loan,
+            guarantee_commands.RegisterLoan(
+                loan_id=check_key(loan_id, "id"),
+                bank_id=check_uscc(bank_id, "bank_id"),
+                pool_id=check_key(pool_id, "pool_id"),
+                borrower_id=check_uscc(borrower_id, "borrower_id"),
+                principal_fen=check_fen(principal_fen, "principal_fen", positive=True),
+                start_date=check_date(start_date, "start_date"),
+                term_months=check_int(term_months, "term_months", 1, MAX_TERM_MONTHS),
+                first_loan=check_bool(first_loan, "first_loan"),
+                credit_only=check_bool(credit_only, "credit_only"),
+                ip_pledge=check_bool(ip_pledge, "ip_pledge"),
+                credit_share_bp=None
+                if credit_share_bp is None
+                else check_bp(credit_share_bp, "credit_share_bp"),
+                actor=actor,
+            ),
+            idempotency=idempotency,
+        )
+
+    def file_guarantee_claim(
+        self,
+        *,
+        bank_id: Any,
+        loan_id: Any,
+        loss_fen: Any,
+        default_date: Any,
+        actor: str,
+        idempotency: Idempotency | None = None,
+    ) -> tuple[StateView, int | None]:
+        return self._run(
+            guarantee_commands.file_claim,
+            guarantee_commands.FileClaim(
+                claim_id=uuid.uuid4(),
+                bank_id=check_uscc(bank_id, "bank_id"),
+                loan_id=check_key(loan_id, "loan_id"),
+                loss_fen=check_fen(loss_fen, "loss_fen", positive=True),
+                default_date=check_date(default_date, "default_date"),
+                today=self.today(),
+                actor=actor,
+            ),
+            idempotency=idempotency,
+        )
+
+    def approve_guarantee_claim(
+        self, claim_id: Any, *, actor: str, idempotency: Idempotency | None = None
+    ) -> tuple[StateView, int | None]:
+        return self._run(
+            guarantee_commands.approve_claim,
+            guarantee_commands.ApproveClaim(check_uuid(claim_id, "guarantee claim"), actor),
+            idempotency=idempotency,
+        )
+
+    def record_guarantee_recovery(
+        self,
+        claim_id: Any,
+        *,
+        bank_id: Any,
+        amount_fen: Any,
+        recovered_on: Any,
+        actor: str,
+        idempotency: Idempotency | None = None,
+    ) -> tuple[StateView, int | None]:
+        return self._run(
+            guarantee_commands.record_recovery,
+            guarantee_commands.RecordRecovery(
+                claim_id=check_uuid(claim_id, "guarantee claim"),
+                bank_id=check_uscc(bank_id, "bank_id"),
+                amount_fen=check_fen(amount_fen, "amount_fen", positive=True),
+                recovered_on=check_date(recovered_on, "recovered_on"),
+                today=self.today(),
+                actor=actor,
+            ),
+            idempotency=idempotency,
+        )
+
+    def record_exemption(
+        self,
+        *,
+        claim_id: Any,
+        decision_ref: Any,
+        decided_on: Any,
+        reason: Any,
+        actor: str,
+        idempotency: Idempotency | None = None,
+    ) -> tuple[StateView, int | None]:
+        return self._run(
+            guarantee_commands.exempt_claim,
+            guarantee_commands.Exempt(
+                claim_id=check_uuid(claim_id, "guarantee claim"),
+                decision_ref=check_text(decision_ref, "decision_ref"),
+                decided_on=check_date(decided_on, "decided_on"),
+                reason=check_text(reason, "reason"),
+                today=self.today(),
+                actor=actor,
+            ),
+            idempotency=idempotency,
+        )
+
+    def guarantee_claim(self, claim_id: Any) -> StateView:
+        """A claim, with ``status`` paid once every line of its compensation is paid."""
+        agg_id = check_uuid(claim_id, "guarantee claim")
+        claim = self._load(GuaranteeClaim, agg_id, f"guarantee claim {agg_id}")
+        view = state_view(claim)
+        lines = [
+            self._find(PayableLine, PayableLine.create_id(claim.id, "guarantee", s))
+            for s, a in claim.splits
+            if a
+        ]
+        if claim.status == "approved" and lines and all(line and line.paid for line in lines):
+            view["status"] = "paid"
+        return view
+
+    def guarantee_pool(self, pool_id: Any) -> StateView:
+        key = check_key(pool_id, "id")
+        return state_view(
+            self._load(GuaranteePool, GuaranteePool.create_id(key), f"guarantee pool {key}")
+        )
 
     def expire_vouchers(self, as_of: Any, *, actor: str) -> list[UUID]:
         """Sweep: record expiry of every active voucher whose use-by date is before ``as_of``,

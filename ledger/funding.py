@@ -103,6 +103,21 @@ class FundingSource(Aggregate):
         self.reserved_fen += amount_fen
         self.post_subsidy_reserved_fen += post_subsidy_fen
 
+    def commit_compensation(self, amount_fen: int, claim_id: UUID, actor: str, rule: str) -> None:
+        """Encumber a guarantee claim's compensation (its split from this pool source) when
+        the claim is filed; refused when not available."""
+        assert amount_fen >= 0
+        self.check_covers(amount_fen)
+        self._compensation_committed(
+            amount_fen=amount_fen, claim_id=claim_id, actor=actor, rule=rule
+        )
+
+    @event("CompensationCommitted")
+    def _compensation_committed(
+        self, amount_fen: int, claim_id: UUID, actor: str, rule: str
+    ) -> None:
+        self.reserved_fen += amount_fen
+
     def release(
         self,
         amount_fen: int,
@@ -147,8 +162,9 @@ class FundingSource(Aggregate):
         actor: str,
         kind: str = "subsidy",
     ) -> None:
-        """Money clawed back from an improper redemption (its subsidy, or its post-subsidy on
-        the post-subsidy source: ``kind``) returns as recovered."""
+        """Money that comes back returns as recovered: clawed back from an improper redemption
+        (its subsidy, or its post-subsidy on the post-subsidy source), or a guarantee fund's
+        share of a bank's recovery (``kind`` guarantee; ``redemption_id`` is then the claim)."""
         self.recovered_fen += amount_fen
 
 

@@ -106,3 +106,16 @@ def check_uuid(value: Any, what: str) -> UUID:
         return UUID(str(value))
     except ValueError:
         raise NotFound(f"{what} {str(value)[:64]!r} not found") from None
+
+
+def check_bool(value: Any, field: str) -> bool:
+    if type(value) is not bool:
+        raise ValidationError(f"{field} must be true or false")
+    return value
+
+
+def check_int(value: Any, field: str, lowest: int, highest: int) -> int:
+    """A JSON integer (not a boolean, not a float) within [lowest, highest]."""
+    if type(value) is not int or not lowest <= value <= highest:
+        raise ValidationError(f"{field} must be a whole number from {lowest} to {highest}")
+    return value

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
+
+from eventsourcing.domain import Aggregate
 
 from ledger.claims import ContractClaim
 from ledger.funding import FundingSource, Programme, available_fen, committed_fen
@@ -23,7 +26,7 @@ class FundingSourceView:
     fiscal_year: int
     appropriation_fen: int
     document_ref: str
-    reserved_fen: int  # the subsidy share of vouchers' face values
+    reserved_fen: int  # vouchers' face value shares, or guarantee compensation decided
     released_fen: int
     post_subsidy_reserved_fen: int  # the most post-subsidy vouchers can earn from it
     post_subsidy_released_fen: int
@@ -273,3 +276,14 @@ class PayoutView:
             tuple(dict(line) for line in p.lines),
             tuple(dict(line) for line in p.bank_lines),
         )
+
+
+StateView = dict[str, Any]
+
+
+def state_view(agg: Aggregate) -> StateView:
+    """A deep copy of an aggregate's state with its id, safe to hand out of the writer thread
+    (which goes on changing the aggregate it caches): for aggregates the API shows whole."""
+    state = {k: v for k, v in vars(agg).items() if not k.startswith("_")}
+    state["id"] = agg.id
+    return copy.deepcopy(state)

@@ -286,6 +286,36 @@ PAYOUTS = Table(
     indexes=(("status", "created_position"), ("payee_id", "created_position"), ("end_to_end_id",)),
     checks=("amount_fen > 0",),
 )
+GUARANTEE_CLAIMS = Table(
+    "proj_guarantee_claim",
+    ("claim_id",),
+    (
+        ("claim_id", TEXT),
+        ("loan_id", TEXT),
+        ("bank_id", TEXT),
+        ("pool_id", TEXT),
+        ("borrower_id", TEXT),
+        ("fiscal_year", INT),
+        ("rule", TEXT),
+        ("loss_fen", MONEY),
+        ("compensation_fen", MONEY),
+        ("not_compensated_fen", MONEY),
+        ("recovered_fen", MONEY),
+        ("returned_fen", MONEY),
+        ("status", TEXT),
+        ("exempt_net_loss_fen", "BIGINT"),  # 容错纠错: null unless exempted
+        ("exemption_ref", "TEXT"),
+        ("exempted_on", "TEXT"),
+        ("filed_at", TEXT),
+        ("filed_position", "BIGINT NOT NULL"),
+        POSITION,
+    ),
+    indexes=(("fiscal_year", "filed_position"), ("bank_id", "filed_position")),
+    checks=(
+        "compensation_fen + not_compensated_fen = loss_fen",
+        "returned_fen <= compensation_fen",
+    ),
+)
 PRINCIPALS = Table(
     "proj_principal",  # who may call the ledger; never a token or its digest
     ("principal_id",),
@@ -325,6 +355,7 @@ TABLES = (
     PRINCIPALS,
     PAYABLE_LINES,
     PAYOUTS,
+    GUARANTEE_CLAIMS,
 )
 
 

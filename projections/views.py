@@ -14,6 +14,7 @@ from eventsourcing.utils import get_topic
 from ledger.caps import EnterpriseYear, ProviderYear
 from ledger.claims import ContractClaim, RefusedRedemption
 from ledger.funding import FundingSource
+from ledger.guarantee import GuaranteeClaim
 from ledger.institution import Institution
 from ledger.payouts import POST_SUBSIDY, PayableLine, Payout
 from ledger.principals import Principal
@@ -21,6 +22,7 @@ from ledger.voucher import ACTIVE, USED_UP, Voucher
 from projections.store import (
     ACTIONS,
     ENTERPRISE_YEARS,
+    GUARANTEE_CLAIMS,
     INSTITUTIONS,
     PAYABLE_LINES,
     PAYABLES,
@@ -62,6 +64,11 @@ PAYOUT_APPROVED: type[Any] = getattr(Payout, "Approved")  # noqa: B009
 PAYOUT_SETTLED: type[Any] = getattr(Payout, "Settled")  # noqa: B009
 PAYOUT_RETURNED: type[Any] = getattr(Payout, "Returned")  # noqa: B009
 PAYOUT_CANCELLED: type[Any] = getattr(Payout, "Cancelled")  # noqa: B009
+COMPENSATION_COMMITTED: type[Any] = getattr(FundingSource, "CompensationCommitted")  # noqa: B009
+CLAIM_FILED: type[Any] = getattr(GuaranteeClaim, "Filed")  # noqa: B009
+CLAIM_APPROVED: type[Any] = getattr(GuaranteeClaim, "Approved")  # noqa: B009
+CLAIM_RECOVERED: type[Any] = getattr(GuaranteeClaim, "Recovered")  # noqa: B009
+CLAIM_EXEMPTED: type[Any] = getattr(GuaranteeClaim, "Exempted")  # noqa: B009
 PRINCIPAL_REVOKED: type[Any] = getattr(Principal, "Revoked")  # noqa: B009
 CLAWED_BACK: type[Any] = getattr(ContractClaim, "ClawedBack")  # noqa: B009
 INSTITUTION_REGISTERED: type[Any] = getattr(Institution, "Registered")  # noqa: B009
@@ -144,6 +151,10 @@ class LedgerViews:
         row["reserved_fen"] += e.amount_fen
         row["post_subsidy_reserved_fen"] += e.post_subsidy_fen
         b.put(SOURCES, row, position)
+
+    @apply.register(COMPENSATION_COMMITTED)
+    def _compensation_committed(self, e: Any, b: Batch, position: int) -> None:
+        self._add(b, SOURCES, str(e.originator_id), "reserved_fen", e.amount_fen, position)
 
     @apply.register(RELEASED)
     def _released(self, e: Any, b: Batch, position: int) -> None:
@@ -443,6 +454,79 @@ class LedgerViews:
         row = b.get(PAYOUTS, str(e.originator_id))
         row.update(status=status, closed_at=e.timestamp.isoformat())
         b.put(PAYOUTS, row, position)
+
+    # ---- the guarantee fund -------------------------------------------------------------
+    @apply.register(CLAIM_FILED)
+    def _claim_filed(self, e: Any, b: Batch, position: int) -> None:
+        row = {
+            "claim_id": str(e.originator_id),
+            "loan_id": e.loan_id,
+            "bank_id": e.bank_id,
+            "pool_id": e.pool_id,
+            "borrower_id": e.borrower_id,
+            "fiscal_year": e.fiscal_year,
+            "rule": e.decision["rule"],
+            "loss_fen": e.loss_fen,
+            "compensation_fen": e.decision["compensation_fen"],
+            "not_compensated_fen": e.decision["not_compensated_fen"],
+            "recovered_fen": 0,
+            "returned_fen": 0,
+            "status": "filed",
+            "exempt_net_loss_fen": None,
+            "exemption_ref": None,
+            "exempted_on": None,
+            "filed_at": e.timestamp.isoformat(),
+            "filed_position": position,
+        }
+        b.put(GUARANTEE_CLAIMS, row, position)
+
+    @apply.register(CLAIM_APPROVED)
+    def _claim_approved(self, e: Any, b: Batch, position: int) -> None:
+        """The compensation becomes payable to the bank, a line per pool source."""
+        claim = b.get(GUARANTEE_CLAIMS, str(e.originator_id))
+        claim["status"] = "approved"
+        b.put(GUARANTEE_CLAIMS, claim, position)
+        for source_id, amount_fen in e.splits:
+            if not amount_fen:
+                continue
+            row = {
+                "redemption_id": claim["claim_id"],
+                "line": f"guarantee:{source_id}",
+                "kind": "guarantee",
+                "source_id": source_id,
+                "provider_id": claim["bank_id"],  # the payee
+                "holder_id": claim["borrower_id"],
+                "programme_id": claim["pool_id"],
+                "voucher_id": claim["loan_id"],
+                "contract_no": claim["loan_id"],
+                "fiscal_year": claim["fiscal_year"],
+                "amount_fen": int(amount_fen),
+                "clawed_back_fen": 0,
+                "paid_fen": 0,
+                "payout_id": None,
+                "recorded_at": e.timestamp.isoformat(),
+                "redeemed_position": position,
+            }
+            b.put(PAYABLES, row, position)
+
+    @apply.register(CLAIM_RECOVERED)
+    def _claim_recovered(self, e: Any, b: Batch, position: int) -> None:
+        claim = b.get(GUARANTEE_CLAIMS, str(e.originator_id))
+        claim["recovered_fen"] += e.amount_fen
+        claim["returned_fen"] += e.returned_to_fund_fen
+        b.put(GUARANTEE_CLAIMS, claim, position)
+
+    @apply.register(CLAIM_EXEMPTED)
+    def _claim_exempted(self, e: Any, b: Batch, position: int) -> None:
+        claim = b.get(GUARANTEE_CLAIMS, str(e.originator_id))
+        claim.update(
+            exempt_net_loss_fen=e.net_loss_fen,
+            exemption_ref=e.decision_ref,
+            exempted_on=e.decided_on,
+        )
+        b.put(GUARANTEE_CLAIMS, claim, position)
+        reason = f"{e.decision_ref} ({e.decided_on}): {e.reason}"
+        self._action(b, e, "exemption", claim["claim_id"], reason, position)
 
     # ---- principals (never their tokens) -------------------------------------------------
     @apply.register(PRINCIPAL_CREATED)

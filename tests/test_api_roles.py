@@ -16,7 +16,7 @@ from api.routes import OPERATIONS, Operation
 from ledger.principals import ROLES
 from ledger.uscc import make_uscc
 from tests.api_support import Api, auth, issue, open_worked_example, public_pem, redemption_body
-from tests.conftest import ENTERPRISE, ENTERPRISE_2, PROVIDER, PROVIDER_2
+from tests.conftest import BANK, ENTERPRISE, ENTERPRISE_2, PROVIDER, PROVIDER_2
 
 NO_TOKEN, UNKNOWN_TOKEN = "no token", "unknown token"
 CALLERS = (*ROLES, NO_TOKEN, UNKNOWN_TOKEN)
@@ -36,6 +36,9 @@ class Scene:
     frozen: str = PROVIDER_2  # frozen by the inspector
     principals: list[str] = field(default_factory=list)  # ones an admin may revoke or rotate
     payout: str = ""  # of the province's subsidy to PROVIDER, by another treasury principal
+    bank_payout: str = ""  # of a guarantee claim's compensation to BANK
+    claim_approved: str = ""  # a guarantee claim of BANK's, approved
+    claim_filed: str = ""  # another, filed only
 
 
 def open_scene(api: Api) -> Scene:
@@ -61,7 +64,51 @@ def open_scene(api: Api) -> Scene:
     )
     assert payout.status_code == 201, payout.text
     scene.payout = str(payout.json["id"])
+    open_guarantee_scene(api, scene, other_clerk)
     return scene
+
+
+GUARANTEE_SOURCES = ("province-gf", "city-gf")
+
+
+def open_guarantee_scene(api: Api, scene: Scene, clerk: str) -> None:
+    """A pool, a loan of BANK's with an approved claim paid out of the city's source, and a
+    second claim only filed."""
+    for source_id in GUARANTEE_SOURCES:
+        source = {
+            "id": source_id,
+            "name": source_id,
+            "level": "guarantee_fund",
+            "fiscal_year": 2026,
+            "appropriation_fen": 10**9,
+            "document_ref": "pool",
+        }
+        assert api.post("/v1/funding-sources", source).status_code == 201
+    pool = {
+        "id": "scene-pool",
+        "name": "scene pool",
+        "shares": [
+            {"source_id": s, "share_bp": bp}
+            for s, bp in zip(GUARANTEE_SOURCES, (1250, 8750), strict=True)
+        ],
+    }
+    assert api.post("/v1/guarantee-pools", pool, api.tokens["program_officer"]).status_code == 201
+    loan = {**BODIES["NewGuaranteeLoan"](scene), "id": "L-1"}
+    assert api.post("/v1/guarantee-loans", loan, api.tokens["bank"]).status_code == 201
+    claims = []
+    for _ in range(2):
+        claim = {"loan_id": "L-1", "loss_fen": 1_000_000, "default_date": "2026-03-01"}
+        filed = api.post("/v1/guarantee-claims", claim, api.tokens["bank"])
+        assert filed.status_code == 201, filed.text
+        claims.append(str(filed.json["id"]))
+    scene.claim_approved, scene.claim_filed = claims
+    path = f"/v1/guarantee-claims/{scene.claim_approved}/approve"
+    assert api.post(path, {}, api.tokens["program_officer"]).status_code == 200
+    details = {"bank_account": "6222 0200", "contact": None, "reason": "bank details"}
+    assert api.post(f"/v1/institutions/{BANK}/payment-details", details).status_code == 200
+    payout = api.post("/v1/payouts", {"payee_id": BANK, "source_id": "city-gf"}, clerk)
+    assert payout.status_code == 201, payout.text
+    scene.bank_payout = str(payout.json["id"])
 
 
 # The id each path names: ids the "provider" principal may see, so that its own_only operations
@@ -88,6 +135,14 @@ PATH_IDS: dict[str, Any] = {
     "/v1/payouts/{id}": lambda s: s.payout,
     "/v1/payouts/{id}/approve": lambda s: s.payout,
     "/v1/payouts/{id}/cancel": lambda s: s.payout,
+    "/v1/guarantee-pools/{id}": lambda s: "scene-pool",
+    "/v1/guarantee-claims/{id}": lambda s: s.claim_approved,
+    "/v1/guarantee-claims/{id}/approve": lambda s: s.claim_filed,
+    "/v1/guarantee-claims/{id}/recoveries": lambda s: s.claim_approved,
+}
+# Where a role may only see its own, the id of one of its own.
+PATH_IDS_BY_ROLE: dict[tuple[str, str], Any] = {
+    ("/v1/payouts/{id}", "bank"): lambda s: s.bank_payout,
 }
 
 # A valid body for each request schema (api.schemas.REQUESTS), one that the ledger accepts.
@@ -125,6 +180,37 @@ BODIES: dict[str, Any] = {
     "Empty": lambda s: {},
     # The city's part of the scene's redemption: the province's is in the scene's payout.
     "NewPayout": lambda s: {"payee_id": PROVIDER, "source_id": "city-2026"},
+    "NewGuaranteePool": lambda s: {
+        "id": "another-pool",
+        "name": "another pool",
+        "shares": [{"source_id": "city-gf", "share_bp": 10_000}],
+        "rule": "risk-compensation@2",
+        "bank_annual_cap_fen": 100_000_000,
+    },
+    "NewGuaranteeLoan": lambda s: {
+        "id": "L-2",
+        "pool_id": "scene-pool",
+        "borrower_id": ENTERPRISE,
+        "principal_fen": 50_000_000,
+        "start_date": "2025-06-01",
+        "term_months": 24,
+        "first_loan": True,
+        "credit_only": False,
+        "ip_pledge": False,
+        "credit_share_bp": 3000,
+    },
+    "NewGuaranteeClaim": lambda s: {
+        "loan_id": "L-1",
+        "loss_fen": 1_000,
+        "default_date": "2026-03-01",
+    },
+    "NewRecovery": lambda s: {"amount_fen": 1_000, "recovered_on": "2026-03-15"},
+    "NewExemption": lambda s: {
+        "claim_id": s.claim_approved,
+        "decision_ref": "纪容〔2026〕1号",
+        "decided_on": "2026-03-20",
+        "reason": "compliant",
+    },
     # A fresh key each time: registering the key in force again is refused (invalid-state).
     "NewPublicKey": lambda s: {
         "public_key_pem": public_pem(Ed25519PrivateKey.generate()),
@@ -142,10 +228,11 @@ BODIES: dict[str, Any] = {
 QUERIES: dict[str, str] = {"fiscal_year": "2026"}
 
 
-def path_of(op: Operation, scene: Scene) -> str:
+def path_of(op: Operation, scene: Scene, caller: str = "") -> str:
     if "{id}" not in op.path:
         return op.path
-    return op.path.replace("{id}", PATH_IDS[op.path](scene))
+    ids = PATH_IDS_BY_ROLE.get((op.path, caller), PATH_IDS[op.path])
+    return op.path.replace("{id}", ids(scene))
 
 
 def send(scene: Scene, op: Operation, caller: str) -> Any:
@@ -159,7 +246,7 @@ def send(scene: Scene, op: Operation, caller: str) -> Any:
     params = {q.name: QUERIES[q.name] for q in op.queries if q.required}
     body = BODIES[op.request](scene) if op.request is not None else None
     return scene.api.client.simulate_request(
-        op.method, path_of(op, scene), headers=headers, params=params, json=body
+        op.method, path_of(op, scene, caller), headers=headers, params=params, json=body
     )
 
 

@@ -53,7 +53,7 @@ CHECKS = [
 ]
 # Preferred caller of an operation among the roles it allows: a non-provider where possible, so
 # that own_only operations are not refused for a generated id the provider does not own.
-PREFERENCE = ("admin", "program_officer", "inspector", "auditor", "treasury", "provider")
+PREFERENCE = ("admin", "program_officer", "inspector", "auditor", "treasury", "provider", "bank")
 
 
 def _load_schema() -> Any:
