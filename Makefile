@@ -31,7 +31,7 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy ledger api projections audit
+	$(BIN)/mypy ledger api projections audit treasury
 
 ## test: lint, then the whole suite on SQLite and on a throwaway PostgreSQL.
 test: lint
