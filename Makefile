@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint bench bench-http bench-projections bench-audit demo clean
+.PHONY: run test lint bench bench-http bench-projections bench-audit bench-reconcile demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench-projections: $(VENV)/.installed-dev
 ## bench-audit: chain, verify and trace speed with 1,000,000 events on a throwaway PostgreSQL.
 bench-audit: $(VENV)/.installed-dev
 	scripts/with-postgres.sh $(BIN)/python -m benchmarks.audit
+
+## bench-reconcile: import and match a 100,000-line camt.053 on a throwaway PostgreSQL.
+bench-reconcile: $(VENV)/.installed-dev
+	scripts/with-postgres.sh $(BIN)/python -m benchmarks.reconcile
 
 ## bench-http: redemptions per second over HTTP (locust, 16 users) on a throwaway PostgreSQL.
 bench-http: $(VENV)/.installed-dev

@@ -18,6 +18,7 @@ from api.resources import (
     institutions,
     payables,
     payouts,
+    statements,
     vouchers,
 )
 from api.routes import OPERATIONS
@@ -93,11 +94,13 @@ def create_app(settings: Settings, ledger: VoucherLedger | None = None) -> Ledge
         "/v1/audit/proofs/{id}": audit.Proof(auditor, reader),
         "/v1/audit/trace/redemptions/{id}": audit.RedemptionTrace(auditor, reader),
         "/v1/audit/trace/funding-sources/{id}": audit.SourceTrace(auditor, reader),
+        "/v1/audit/trace/statements/{id}/lines/{line}": audit.BankLineTrace(auditor, reader),
         "/v1/audit/flows": audit.Flows(auditor, reader),
         "/v1/audit/inspections/{id}": audit.Inspection(auditor, reader),
         "/v1/audit/report": audit.Report(auditor, reader),
         "/v1/payables": payables.Payables(ledger, reader),
         "/v1/payouts": payouts.Payouts(ledger, reader),
+        "/v1/payouts/payment-file": payouts.PaymentFile(ledger, reader),
         "/v1/payouts/{id}": payouts.Payout(ledger),
         "/v1/payouts/{id}/approve": payouts.Approve(ledger),
         "/v1/payouts/{id}/cancel": payouts.Cancel(ledger),
@@ -109,6 +112,10 @@ def create_app(settings: Settings, ledger: VoucherLedger | None = None) -> Ledge
         "/v1/guarantee-claims/{id}/approve": guarantee.Approve(ledger),
         "/v1/guarantee-claims/{id}/recoveries": guarantee.Recoveries(ledger),
         "/v1/exemptions": guarantee.Exemptions(ledger),
+        "/v1/statements": statements.Statements(ledger, reader),
+        "/v1/statements/{id}": statements.Statement(ledger, reader),
+        "/v1/statements/{id}/lines/{line}/confirm": statements.ConfirmLine(ledger, reader),
+        "/v1/reconciliation/unmatched": statements.Unmatched(ledger, reader),
     }
     assert set(resources) == {op.path for op in OPERATIONS}, "routes and table disagree"
     for path, resource in resources.items():

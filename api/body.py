@@ -85,14 +85,21 @@ def read_json(req: falcon.Request) -> Any:
     return body
 
 
-def _too_large() -> HTTPProblem:
-    return HTTPProblem(
-        413, "payload-too-large", "Body too large", f"at most {MAX_BODY_BYTES} bytes"
-    )
+def _too_large(max_bytes: int = MAX_BODY_BYTES) -> HTTPProblem:
+    return HTTPProblem(413, "payload-too-large", "Body too large", f"at most {max_bytes} bytes")
 
 
-def _read_raw(req: falcon.Request, length: int | None) -> bytes:
-    """At most MAX_BODY_BYTES of the body (413 beyond), with or without Content-Length.
+def read_file(req: falcon.Request, max_bytes: int) -> bytes:
+    """A body that is a file (a bank statement), not JSON: at most ``max_bytes`` (413),
+    chunked or not."""
+    length = req.content_length
+    if length is not None and length > max_bytes:
+        raise _too_large(max_bytes)
+    return _read_raw(req, length, max_bytes)
+
+
+def _read_raw(req: falcon.Request, length: int | None, max_bytes: int = MAX_BODY_BYTES) -> bytes:
+    """At most ``max_bytes`` of the body (413 beyond), with or without Content-Length.
 
     Falcon's ``bounded_stream`` reads nothing when there is no Content-Length, so a chunked
     body is read from ``req.stream``, where the server has already taken the chunks apart. A
@@ -103,13 +110,13 @@ def _read_raw(req: falcon.Request, length: int | None) -> bytes:
     else:
         stream = req.bounded_stream
     try:
-        raw: bytes = stream.read(MAX_BODY_BYTES + 1)
+        raw: bytes = stream.read(max_bytes + 1)
     except Exception:  # the server's framing errors (a bad chunk size, a truncated chunk)
         raise HTTPProblem(
             400, "bad-request", "Malformed body", "the body's chunked framing is invalid"
         ) from None
-    if len(raw) > MAX_BODY_BYTES:
-        raise _too_large()
+    if len(raw) > max_bytes:
+        raise _too_large(max_bytes)
     return raw
 
 

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -126,6 +127,34 @@ def cmd_prove(app: VoucherLedger, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reconcile(app: VoucherLedger, args: argparse.Namespace) -> int:
+    """Import a bank statement file (camt.053 or CSV) and print its reconciliation: what its
+    lines settled, suggested or left unmatched."""
+    from api.reconcile import import_file
+
+    path = Path(args.file)
+    content_type = args.content_type or (
+        "text/csv" if path.suffix.lower() == ".csv" else "application/xml"
+    )
+    store = open_views(app.settings)
+    try:
+        Projector(app, store).catch_up()  # the approved payouts the lines may settle
+        with progress_bar("importing") as bar:
+            answer, _ = import_file(
+                app, store, path.read_bytes(), content_type, actor=args.actor, progress=bar
+            )
+    finally:
+        store.close()
+    print(json.dumps(answer, ensure_ascii=False, indent=2))
+    print(
+        f"{answer['line_count']} lines: {answer['matched']} matched, {answer['suggested']} "
+        f"suggested, {answer['unmatched']} unmatched, {answer['ignored']} ignored"
+        + (" (imported before: nothing changed)" if answer.get("replayed") else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_report(app: VoucherLedger, args: argparse.Namespace) -> int:
     """The fiscal-year audit report, to --output or standard output."""
     renderers = {
@@ -212,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("verify", help="recompute the audit chain; exit 1 naming the first bad position")
     prove = sub.add_parser("prove", help="print the inclusion proof of the event at a position")
     prove.add_argument("position", type=int)
+    reconcile = sub.add_parser("reconcile", help="import a bank statement and match its lines")
+    reconcile.add_argument("file", help="camt.053 XML or CSV")
+    reconcile.add_argument("--content-type", help="default: by the file's suffix")
+    reconcile.add_argument("--actor", default="cli")
     report = sub.add_parser("report", help="the fiscal-year audit report")
     report.add_argument("--year", type=int, required=True)
     report.add_argument("--format", choices=("html", "xlsx", "csv", "json"), default="html")
@@ -235,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verify": cmd_verify,
         "prove": cmd_prove,
         "report": cmd_report,
+        "reconcile": cmd_reconcile,
     }
     app = VoucherLedger(Settings.from_env())
     try:

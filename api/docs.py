@@ -56,7 +56,10 @@ def _operation_html(path: str, method: str, op: dict[str, Any], schemas: dict[st
         hint = "&".join(f"{q}=" for q in queries)
         parts.append(f'<p>query: <input data-q="1" size="40" placeholder="{e(hint)}"></p>')
     body = op.get("requestBody")
-    if body:
+    if body and "application/json" not in body["content"]:  # a file: the text of it
+        types = ", ".join(body["content"])
+        parts.append(f"<p>Body: the file ({e(types)}); paste its text:</p><textarea></textarea>")
+    elif body:
         name = _schema_name(body["content"]["application/json"]["schema"])
         parts.append(f"<p>Body <code>{e(name)}</code>:</p>")
         parts.append(f"<pre>{e(json.dumps(schemas[name], indent=1, ensure_ascii=False))}</pre>")

@@ -3,6 +3,7 @@ validate requests)."""
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
@@ -34,8 +35,9 @@ def _problem(description: str) -> Doc:
 
 def _operation(op: Operation) -> Doc:
     params: list[Doc] = []
-    if "{id}" in op.path:
-        params.append({"name": "id", "in": "path", "required": True, "schema": {"type": "string"}})
+    for name in re.findall(r"{(\w+)}", op.path):
+        schema: Doc = {"type": "integer", "minimum": 1} if name == "line" else {"type": "string"}
+        params.append({"name": name, "in": "path", "required": True, "schema": schema})
     params += [
         {
             "name": q.name,
@@ -86,6 +88,11 @@ def _operation(op: Operation) -> Doc:
         doc["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": _ref(op.request)}},
+        }
+    if op.upload:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {t: {"schema": {"type": "string"}} for t in op.upload},
         }
     return doc
 

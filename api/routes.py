@@ -40,6 +40,7 @@ class Operation:
     content_type: str = "application/json"
     csv: bool = False  # ?format=csv answers text/csv with a header row
     other_content_types: tuple[str, ...] = ()  # other answers ?format= can ask for
+    upload: tuple[str, ...] = ()  # the body is a file of one of these types, not JSON
 
     @property
     def query_names(self) -> frozenset[str]:
@@ -375,6 +376,60 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "GET",
+        "/v1/payouts/payment-file",
+        "paymentFile",
+        "Approved payouts not yet settled, as a payment file for the bank: CSV or ISO 20022 "
+        "pain.001.001.09 (credit transfer initiation)",
+        frozenset({TREASURY}),
+        queries=(
+            Query("format", "csv (default) or pain.001", schema={"enum": ["csv", "pain.001"]}),
+        ),
+        content_type="text/csv",
+        other_content_types=("application/xml",),
+    ),
+    Operation(
+        "POST",
+        "/v1/statements",
+        "importStatement",
+        "Import a bank statement (ISO 20022 camt.053, or CSV in the project's or a bank's "
+        "layout): its lines settle, suggest or return payouts; the same file again changes "
+        "nothing",
+        frozenset({TREASURY}),
+        201,
+        response="StatementSummary",
+        upload=("application/xml", "text/csv"),
+    ),
+    Operation(
+        "GET",
+        "/v1/statements/{id}",
+        "getStatement",
+        "The reconciliation report of a statement: its summary and every line with its status",
+        frozenset({TREASURY, AUDITOR}),
+        response="StatementReport",
+        queries=(AFTER, LIMIT, MIN_POSITION, FORMAT),
+        csv=True,
+    ),
+    Operation(
+        "POST",
+        "/v1/statements/{id}/lines/{line}/confirm",
+        "confirmBankLine",
+        "Confirm a suggested match, or match an unmatched line by hand, to the payouts it paid",
+        frozenset({TREASURY}),
+        200,
+        "ConfirmLine",
+        "ConfirmedLine",
+    ),
+    Operation(
+        "GET",
+        "/v1/reconciliation/unmatched",
+        "unmatched",
+        "Bank lines matched to nothing and approved payouts no line has settled, oldest first",
+        frozenset({TREASURY, AUDITOR}),
+        response="Unmatched",
+        queries=(LIMIT, MIN_POSITION),
+    ),
+    Operation(
+        "GET",
         "/v1/payouts/{id}",
         "getPayout",
         "A payout, its lines and the bank lines that settled or returned it",
@@ -514,6 +569,15 @@ OPERATIONS: tuple[Operation, ...] = (
         frozenset({AUDITOR, INSPECTOR}),
         response="RedemptionTrace",
         queries=(AS_OF,),
+    ),
+    Operation(
+        "GET",
+        "/v1/audit/trace/statements/{id}/lines/{line}",
+        "traceBankLine",
+        "Backward trace from a bank line: the payouts it settled or returned and what they paid, "
+        "down to the funding sources of every voucher (or guarantee claim)",
+        frozenset({AUDITOR, INSPECTOR}),
+        response="BankLineTrace",
     ),
     Operation(
         "GET",

@@ -174,6 +174,9 @@ REQUESTS: dict[str, Schema] = {
     ),
     "NewGuaranteeClaim": obj({"loan_id": KEY, "loss_fen": POSITIVE_FEN, "default_date": DATE}),
     "NewRecovery": obj({"amount_fen": POSITIVE_FEN, "recovered_on": DATE}),
+    "ConfirmLine": obj(
+        {"payout_ids": {"type": "array", "minItems": 1, "maxItems": 1000, "items": UUID_STR}}
+    ),
     "NewExemption": obj(
         {"claim_id": UUID_STR, "decision_ref": TEXT, "decided_on": DATE, "reason": TEXT}
     ),
@@ -467,6 +470,45 @@ RESPONSES: dict[str, Schema] = {
             "splits": SOURCE_AMOUNTS,
         }
     ),
+    "StatementSummary": open_obj(
+        {
+            "id": UUID_STR,
+            "format": {"type": "string"},
+            "account": {"type": "string"},
+            "currency": {"type": "string"},
+            "line_count": COUNT,
+            # Signed, in the currency's minor unit; null when the file gives none.
+            "opening_balance_fen": nullable({"type": "integer"}),
+            "closing_balance_fen": nullable({"type": "integer"}),
+            "balances_add_up": nullable({"type": "boolean"}),
+            "explained_difference_fen": {"type": "integer"},
+            "matched": COUNT,
+            "suggested": COUNT,
+            "unmatched": COUNT,
+        }
+    ),
+    "StatementReport": open_obj(
+        {
+            "id": UUID_STR,
+            "line_count": COUNT,
+            "lines": {"type": "array", "items": {"type": "object"}},
+            "next_after": nullable(COUNT),
+        }
+    ),
+    "ConfirmedLine": obj(
+        {
+            "statement_id": UUID_STR,
+            "line": COUNT,
+            "status": {"enum": ["matched"]},
+            "payout_ids": {"type": "array", "items": UUID_STR},
+        }
+    ),
+    "Unmatched": obj(
+        {
+            "lines": {"type": "array", "items": {"type": "object"}},
+            "payouts": {"type": "array", "items": {"type": "object"}},
+        }
+    ),
     "Verdict": obj(
         {
             "ok": {"type": "boolean"},
@@ -499,6 +541,14 @@ RESPONSES: dict[str, Schema] = {
             "sources_total_fen": FEN,
             "clawed_back": {"type": "boolean"},
             "steps": {"type": "array", "items": {"type": "object"}},
+        }
+    ),
+    "BankLineTrace": open_obj(
+        {
+            "statement_id": UUID_STR,
+            "line": COUNT,
+            "amount_fen": FEN,
+            "payouts": {"type": "array", "items": {"type": "object"}},
         }
     ),
     "SourceTrace": open_obj(

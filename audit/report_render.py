@@ -35,6 +35,8 @@ SOURCE_FIELDS = (
     "appropriation_fen",
     "committed_fen",
     "disbursed_fen",
+    "provider_bonus_fen",
+    "paid_fen",
     "recovered_fen",
     "available_fen",
 )
@@ -45,7 +47,21 @@ FLOW_FIELDS = (
     "holder_id",
     "amount_fen",
     "clawed_back_fen",
+    "paid_fen",
     "redemptions",
+)
+GUARANTEE_FIELDS = (
+    "claim_id",
+    "bank_id",
+    "pool_id",
+    "loan_id",
+    "rule",
+    "loss_fen",
+    "compensation_fen",
+    "returned_fen",
+    "exempt_net_loss_fen",
+    "exemption_ref",
+    "exempted_on",
 )
 
 # A page with tens of thousands of table rows is unreadable and slow to open; the CSV and XLSX
@@ -55,7 +71,7 @@ MAX_HTML_ROWS = 1000
 # Excel's own rules for sheet titles; "History" is reserved by Excel for change tracking.
 MAX_SHEET_TITLE_CHARS = 31
 _BAD_SHEET_TITLE = re.compile(r"[\[\]:*?/\\]")
-_RESERVED_SHEET_TITLES = frozenset({"summary", "sources", "flows", "history"})
+_RESERVED_SHEET_TITLES = frozenset({"summary", "sources", "flows", "guarantee", "history"})
 
 
 def render_json(report: Report) -> bytes:
@@ -77,6 +93,7 @@ def _sections(report: Report) -> list[tuple[str, tuple[str, ...], Sequence[Row]]
     sections = [
         ("sources", SOURCE_FIELDS, report["sources"]),
         ("flows", FLOW_FIELDS, report["flows"]),
+        ("guarantee", GUARANTEE_FIELDS, report.get("guarantee_claims", [])),
     ]
     for finding in report["findings"]:
         rows = finding["rows"]
@@ -209,7 +226,7 @@ def render_xlsx(report: Report) -> bytes:
     _fill_summary(summary, report, finding_sheets)
     sections = _sections(report)
     for title, (_name, fields, rows) in zip(
-        ["Sources", "Flows", *finding_sheets], sections, strict=True
+        ["Sources", "Flows", "Guarantee", *finding_sheets], sections, strict=True
     ):
         _fill_table(workbook.create_sheet(title), fields, rows)
     out = io.BytesIO()
@@ -220,7 +237,11 @@ def render_xlsx(report: Report) -> bytes:
 # --- Sankey diagram --------------------------------------------------------------------------
 
 SANKEY_STAGES = ("source_id", "programme_id", "provider_id", "holder_id")
-SANKEY_STAGE_TITLES = ("funding sources", "programmes", "providers", "enterprises")
+# The last column carries the money on to the bank (seed 002 去向可查证): what bank lines paid,
+# what is still owed, what was clawed back.
+SANKEY_STAGE_TITLES = ("funding sources", "programmes", "providers", "enterprises", "bank")
+SANKEY_COLUMNS = len(SANKEY_STAGE_TITLES)
+PAID, OWED, CLAWED = "paid (bank lines)", "not yet paid", "clawed back"
 # Beyond this many nodes a column is a smear of one-pixel bars; the smallest are lumped together.
 MAX_SANKEY_NODES_PER_COLUMN = 40
 SANKEY_WIDTH_PX = 1100
@@ -252,20 +273,28 @@ def _scale(part_fen: int, span_px: int, whole_fen: int) -> int:
 
 
 def _paths(flows: Sequence[Row]) -> list[_Path]:
-    """(four node ids, amount in fen) per flow that moved money; a negative amount is a bug."""
+    """(five node ids, amount in fen) per part of a flow that moved money: paid by bank lines,
+    owed, clawed back. A negative amount is a bug."""
     paths = []
     for flow in flows:
         amount_fen = flow["amount_fen"]
         if type(amount_fen) is not int or amount_fen < 0:
             raise ValueError(f"flow amount must be a non-negative int of fen, got {amount_fen!r}")
-        if amount_fen:
-            paths.append((tuple(str(flow[stage]) for stage in SANKEY_STAGES), amount_fen))
+        paid_fen, clawed_fen = int(flow.get("paid_fen", 0)), int(flow.get("clawed_back_fen", 0))
+        ids = tuple(str(flow[stage]) for stage in SANKEY_STAGES)
+        for end, part_fen in (
+            (PAID, paid_fen),
+            (OWED, amount_fen - paid_fen - clawed_fen),
+            (CLAWED, clawed_fen),
+        ):
+            if part_fen > 0:
+                paths.append(((*ids, end), part_fen))
     return paths
 
 
 def _lump_small(paths: list[_Path]) -> list[_Path]:
     """Keep the largest nodes of each column and merge the rest into one "(n others)" node."""
-    for column in range(len(SANKEY_STAGES)):
+    for column in range(SANKEY_COLUMNS):
         totals: dict[str, int] = defaultdict(int)
         for ids, amount_fen in paths:
             totals[ids[column]] += amount_fen
@@ -284,7 +313,7 @@ def _lump_small(paths: list[_Path]) -> list[_Path]:
 
 def _columns(paths: list[_Path]) -> list[dict[str, int]]:
     """Per column, node id to fen through it, largest first (ties by id, for a stable picture)."""
-    columns: list[dict[str, int]] = [defaultdict(int) for _ in SANKEY_STAGES]
+    columns: list[dict[str, int]] = [defaultdict(int) for _ in range(SANKEY_COLUMNS)]
     for ids, amount_fen in paths:
         for column, node in enumerate(ids):
             columns[column][node] += amount_fen
@@ -302,7 +331,7 @@ def _links(paths: list[_Path]) -> dict[tuple[int, str, str], int]:
 
 def _column_x(column: int) -> int:
     last_x = SANKEY_WIDTH_PX - SANKEY_LABEL_PX - SANKEY_NODE_WIDTH_PX
-    return SANKEY_LEFT_PX + column * (last_x - SANKEY_LEFT_PX) // (len(SANKEY_STAGES) - 1)
+    return SANKEY_LEFT_PX + column * (last_x - SANKEY_LEFT_PX) // (SANKEY_COLUMNS - 1)
 
 
 def _layout(columns: list[dict[str, int]]) -> tuple[dict[tuple[int, str], _Box], int]:
@@ -385,7 +414,8 @@ def _svg(height_px: int, body: Iterable[str]) -> str:
 
 
 def _sankey_svg(flows: Sequence[Row]) -> str:
-    """Flows as an inline SVG Sankey diagram: sources → programmes → providers → enterprises.
+    """Flows as an inline SVG Sankey diagram: sources → programmes → providers → enterprises
+    → the bank (paid, owed, clawed back).
 
     Node heights and band widths are integer shares of the money in fen; only the final pixel
     coordinates are derived from them. With no money moved it draws a "no flows" notice."""
@@ -502,6 +532,8 @@ def render_html(report: Report) -> bytes:
         "</section><section><h2>Money flows</h2>",
         _sankey_svg(report["flows"]),
         _html_table(FLOW_FIELDS, report["flows"]),
+        "</section><section><h2>Guarantee fund claims (容错纠错: an exempt net loss)</h2>",
+        _html_table(GUARANTEE_FIELDS, report.get("guarantee_claims", [])),
         "</section>",
         _html_findings(report["findings"]),
     ]

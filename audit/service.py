@@ -78,6 +78,7 @@ class Auditor:
             },
             "sources": self.sources(fiscal_year),
             "flows": self.flows(fiscal_year),
+            "guarantee_claims": self.guarantee_claims(fiscal_year),
             "findings": [
                 {"query": i.name, "title": i.title, "rows": inspect.run(self.views, i.name, {})}
                 for i in inspect.INSPECTIONS.values()
@@ -100,10 +101,33 @@ class Auditor:
                 "holder_id": r["holder_id"],
                 "amount_fen": int(r["amount_fen"]),
                 "clawed_back_fen": int(r["clawed_back_fen"]),
+                "paid_fen": int(r["paid_fen"]),
                 "redemptions": int(r["redemptions"]),
             }
             for r in self.views.flows(fiscal_year)
         ]
+
+    def guarantee_claims(self, fiscal_year: int) -> list[Body]:
+        """The guarantee fund's claims of a fiscal year (of their default), an exempt net loss
+        (容错纠错) with its decision."""
+        rows = self.views.query(
+            "SELECT * FROM {proj_guarantee_claim} WHERE fiscal_year = %s ORDER BY filed_position",
+            (fiscal_year,),
+        )
+        fields = (
+            "claim_id",
+            "bank_id",
+            "pool_id",
+            "loan_id",
+            "rule",
+            "loss_fen",
+            "compensation_fen",
+            "returned_fen",
+            "exempt_net_loss_fen",
+            "exemption_ref",
+            "exempted_on",
+        )
+        return [{f: r[f] for f in fields} for r in rows]
 
 
 def _source(r: dict[str, Any]) -> Body:
@@ -116,6 +140,8 @@ def _source(r: dict[str, Any]) -> Body:
         "appropriation_fen": s.appropriation_fen,
         "committed_fen": s.committed_fen,
         "disbursed_fen": r["disbursed_fen"],
+        "provider_bonus_fen": r["post_subsidy_fen"],
+        "paid_fen": r["paid_fen"],
         "recovered_fen": s.recovered_fen,
         "available_fen": s.available_fen,
     }

@@ -23,7 +23,9 @@ from ledger.application import VoucherLedger, check_key
 from ledger.claims import ContractClaim
 from ledger.errors import NotFound
 from ledger.funding import FundingSource, Programme
+from ledger.guarantee import GuaranteeClaim
 from ledger.institution import Institution
+from ledger.payouts import GUARANTEE, POST_SUBSIDY, SUBSIDY, PayableLine, Payout
 from ledger.principals import Principal
 from ledger.validate import check_uuid
 from ledger.voucher import Voucher
@@ -86,9 +88,129 @@ class Tracer:
             "sources_total_fen": sum(a for _, a in claim.splits),
             "clawed_back": claim.clawed_back,
             "steps": steps,
-            "payouts": [],  # treasury payouts and bank lines join here when they exist
-            "bank_lines": [],
+            **self._paid(self._payable_lines_of(claim), actors),
             "principals": {actor: self._principal(actor) for actor in actors},
+        }
+
+    # ---- on to the bank: payouts and the bank lines that settled them --------------------
+    def _payable_lines_of(self, claim: ContractClaim) -> list[UUID]:
+        lines = [PayableLine.create_id(claim.id, SUBSIDY, s) for s, a in claim.splits if a]
+        if claim.post_subsidy_fen:
+            lines.append(
+                PayableLine.create_id(claim.id, POST_SUBSIDY, claim.post_subsidy_source_id)
+            )
+        return lines
+
+    def _paid(self, line_ids: list[UUID], actors: dict[str, None]) -> Body:
+        """Every payout that ever held one of ``line_ids`` (a returned or cancelled one too),
+        and the bank lines that settled or returned them."""
+        payout_ids: dict[UUID, None] = {}
+        for line_id in line_ids:
+            for e in self._stream(line_id):
+                if hasattr(e, "payout_id"):
+                    payout_ids[e.payout_id] = None
+        payouts = [self._payout_step(p, actors) for p in payout_ids]
+        bank_lines = [b for p in payouts for b in p.pop("_bank_lines")]
+        return {"payouts": payouts, "bank_lines": bank_lines}
+
+    def _stream(self, agg_id: UUID) -> list[Any]:
+        try:
+            return list(self.ledger.events.get(agg_id))
+        except AggregateNotFoundError:
+            return []
+
+    def _payout_step(self, payout_id: UUID, actors: dict[str, None]) -> Body:
+        payout = self._get(Payout, payout_id, f"payout {payout_id}")
+        actors[payout.created_by] = None
+        if payout.approved_by:
+            actors[payout.approved_by] = None
+        return {
+            "step": "payout",
+            "id": str(payout.id),
+            "payee_id": payout.payee_id,
+            "source_id": payout.source_id,
+            "amount_fen": payout.amount_fen,
+            "status": payout.status,
+            "end_to_end_id": payout.end_to_end_id,
+            "bank_account": payout.bank_account,
+            "created_by": payout.created_by,
+            "approved_by": payout.approved_by,
+            "events": self._events(payout.id, list(range(1, payout.version + 1))),
+            "_bank_lines": [self._bank_line_step(payout.id, b) for b in payout.bank_lines],
+        }
+
+    def _bank_line_step(self, payout_id: UUID, paid: Body) -> Body:
+        row = self.views.bank_line(str(paid["statement_id"]), int(paid["line"]))
+        step: Body = {
+            "step": "bank_line",
+            "statement_id": paid["statement_id"],
+            "line": paid["line"],
+            "kind": paid["kind"],
+            "payout_id": str(payout_id),
+            "amount_fen": paid["amount_fen"],
+        }
+        if row is not None:
+            step.update(
+                booking_date=row["booking_date"],
+                value_date=row["value_date"],
+                end_to_end_id=row["end_to_end_id"],
+                line_amount_fen=row["amount_fen"],
+                events=self._events(UUID(row["bank_line_id"]), [1]) if row["bank_line_id"] else [],
+            )
+        return step
+
+    def bank_line(self, statement_id: Any, line: int) -> Body:
+        """Backward from a bank line: the payouts it settled or returned, what each paid (a
+        redemption's trace, down to its funding sources, or a guarantee claim's pool sources)."""
+        key = str(check_uuid(statement_id, "statement"))
+        row = self.views.bank_line(key, line)
+        if row is None:
+            raise NotFound(f"line {line} of statement {key} not found")
+        payout_ids = [UUID(p) for p in str(row["payout_ids"]).split(",") if p]
+        paid = []
+        for payout_id in payout_ids:
+            payout = self._get(Payout, payout_id, f"payout {payout_id}")
+            paid.append(
+                {
+                    "payout_id": str(payout_id),
+                    "amount_fen": payout.amount_fen,
+                    "status": payout.status,
+                    "paid": [
+                        self._origin(UUID(str(x["origin_id"])), x["kind"]) for x in payout.lines
+                    ],
+                }
+            )
+        return {
+            "statement_id": key,
+            "line": line,
+            "amount_fen": row["amount_fen"],
+            "status": row["status"],
+            "end_to_end_id": row["end_to_end_id"],
+            "booking_date": row["booking_date"],
+            "events": self._events(UUID(row["bank_line_id"]), [1]) if row["bank_line_id"] else [],
+            "payouts": paid,
+        }
+
+    def _origin(self, origin_id: UUID, kind: str) -> Body:
+        if kind == GUARANTEE:
+            claim = self._get(GuaranteeClaim, origin_id, f"guarantee claim {origin_id}")
+            return {
+                "kind": kind,
+                "claim_id": str(claim.id),
+                "loan_id": claim.loan_id,
+                "sources": [{"source_id": s, "amount_fen": a} for s, a in claim.splits],
+                "exemption": claim.exemption,
+            }
+        trace = self.redemption(origin_id)
+        return {
+            "kind": kind,
+            "redemption_id": trace["redemption_id"],
+            "sources": [
+                {"source_id": step["id"], "amount_fen": step["amount_fen"]}
+                for step in trace["steps"]
+                if step["step"] == "funding_source"
+            ],
+            "steps": trace["steps"],
         }
 
     def _source_step(self, source_id: str, amount_fen: int, actors: dict[str, None]) -> Body:

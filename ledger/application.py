@@ -21,8 +21,8 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Transcoder
 from eventsourcing.utils import get_topic
 
+from ledger import bank_statements, guarantee_commands, payout_commands, redemptions, rules
 from ledger import commands as cmd
-from ledger import guarantee_commands, payout_commands, redemptions, rules
 from ledger.adapters.postgres import schema_creation_lock
 from ledger.caps import EnterpriseYear, ProviderYear
 from ledger.claims import ContractClaim
@@ -75,6 +75,7 @@ MAX_STREAM_SCAN = 1_000_000
 NOTIFICATION_PAGE = 1000
 MAX_PAYOUT_CANDIDATES = 10_000
 MAX_TERM_MONTHS = 600
+MAX_STATEMENT_LINES = 250_000
 
 
 def check_key(value: Any, field: str) -> str:
@@ -547,6 +548,49 @@ class VoucherLedger(Application[UUID]):
     def payout(self, payout_id: Any) -> PayoutView:
         agg_id = check_uuid(payout_id, "payout")
         return PayoutView.of(self._load(Payout, agg_id, f"payout {agg_id}"))
+
+    # ---- reconciliation (ledger/bank_statements.py) ------------------------------------------
+    def import_statement(
+        self,
+        *,
+        file_sha256: str,
+        summary: dict[str, Any],
+        lines: Sequence[bank_statements.LineIn],
+        open_payouts: Sequence[bank_statements.OpenPayout],
+        actor: str,
+        idempotency: Idempotency | None = None,
+    ) -> tuple[dict[str, Any], int | None]:
+        """Store a parsed bank statement and what its lines settle or return, atomically; the
+        same file again (by its SHA-256) changes nothing and answers ``replayed``."""
+        if len(lines) > MAX_STATEMENT_LINES:
+            raise ValidationError(f"at most {MAX_STATEMENT_LINES} lines in one statement")
+        return self._run(
+            bank_statements.import_statement,
+            bank_statements.ImportStatement(
+                file_sha256, summary, tuple(lines), tuple(open_payouts), actor
+            ),
+            idempotency=idempotency,
+        )
+
+    def confirm_bank_line(
+        self,
+        bank_line_id: UUID,
+        *,
+        payout_ids: Any,
+        actor: str,
+        idempotency: Idempotency | None = None,
+    ) -> tuple[dict[str, Any], int | None]:
+        if not isinstance(payout_ids, list | tuple) or len(payout_ids) > MAX_PAYOUT_CANDIDATES:
+            raise ValidationError("payout_ids must be a list of payout ids")
+        return self._run(
+            bank_statements.confirm_line,
+            bank_statements.ConfirmLine(
+                bank_line_id,
+                tuple(dict.fromkeys(check_uuid(p, "payout") for p in payout_ids)),
+                actor,
+            ),
+            idempotency=idempotency,
+        )
 
     # ---- the guarantee fund (ledger/guarantee.py) -------------------------------------------
     def open_guarantee_pool(

@@ -136,39 +136,27 @@ def cancel_payout(work: Work, c: CancelPayout) -> PayoutView:
     return PayoutView.of(payout)
 
 
-@dataclass(frozen=True)
-class SettlePayout:
-    payout_id: UUID
-    statement_id: str
-    line: int
-    amount_fen: int
-    actor: str
-
-
-def settle_payout(work: Work, c: SettlePayout) -> PayoutView:
-    payout = work.get(Payout, c.payout_id, f"payout {c.payout_id}")
+def settle_payout_in(
+    work: Work, payout_id: UUID, statement_id: str, line: int, actor: str
+) -> PayoutView:
+    """A bank line paid the payout (its whole amount): its payable lines are paid."""
+    payout = work.get(Payout, payout_id, f"payout {payout_id}")
     lines = _lines_of(work, payout)
-    payout.settle(c.statement_id, c.line, c.amount_fen, c.actor)
-    for line in lines:
-        line.pay(payout.id, c.actor)
+    payout.settle(statement_id, line, payout.amount_fen, actor)
+    for payable in lines:
+        payable.pay(payout.id, actor)
     return PayoutView.of(payout)
 
 
-@dataclass(frozen=True)
-class ReturnPayout:
-    payout_id: UUID
-    statement_id: str
-    line: int
-    reason: str
-    actor: str
-
-
-def return_payout(work: Work, c: ReturnPayout) -> PayoutView:
-    payout = work.get(Payout, c.payout_id, f"payout {c.payout_id}")
+def return_payout_in(
+    work: Work, payout_id: UUID, statement_id: str, line: int, reason: str, actor: str
+) -> PayoutView:
+    """A reversal line brought the money back: its payable lines are payable again."""
+    payout = work.get(Payout, payout_id, f"payout {payout_id}")
     lines = _lines_of(work, payout)
-    payout.return_(c.statement_id, c.line, c.reason, c.actor)
-    for line in lines:
-        line.free_from(payout.id, f"returned: {c.reason}", c.actor)
+    payout.return_(statement_id, line, reason, actor)
+    for payable in lines:
+        payable.free_from(payout.id, f"returned: {reason}", actor)
     return PayoutView.of(payout)
 
 

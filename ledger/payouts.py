@@ -11,6 +11,7 @@ settled."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from uuid import UUID
 
@@ -30,12 +31,20 @@ CREATED, APPROVED, SETTLED, RETURNED, CANCELLED = (
 )
 LIVE = (CREATED, APPROVED, SETTLED)  # a line in a payout in one of these is taken
 MAX_LINES = 10_000  # per payout: a payment instruction stays a size a bank accepts
-END_TO_END_PREFIX = "VL"  # + 30 hex digits of the payout id: 32 characters, ISO 20022 allows 35
+END_TO_END_PREFIX = "VL"  # + the payout id's 32 hex digits: 34 characters, ISO 20022 allows 35
+_END_TO_END = re.compile(r"VL([0-9A-F]{32})")
 
 
 def end_to_end_id(payout_id: UUID) -> str:
-    """The reference a payout's bank line carries back (ISO 20022 EndToEndId, ≤ 35 chars)."""
-    return END_TO_END_PREFIX + payout_id.hex[:30].upper()
+    """The reference a payout's bank line carries back (ISO 20022 EndToEndId, ≤ 35 chars): it
+    names the payout, so a bank line finds its payout without an index."""
+    return END_TO_END_PREFIX + payout_id.hex.upper()
+
+
+def payout_of_end_to_end_id(reference: str | None) -> UUID | None:
+    """The payout a reference names, if it is one of ours (any case, surrounding blanks)."""
+    found = _END_TO_END.fullmatch((reference or "").strip().upper())
+    return UUID(found.group(1)) if found else None
 
 
 class PayableLine(Aggregate):

@@ -41,6 +41,10 @@ class Settings:
     signing_key_file: str | None = None  # LEDGER_SIGNING_KEY_FILE; see signing_key_path
     checkpoint_every: int = 1000  # LEDGER_CHECKPOINT_EVERY: events per signed checkpoint
     checkpoint_interval_s: int = 10  # LEDGER_CHECKPOINT_INTERVAL_S: or this often, if newer
+    # The treasury account payouts are paid from, as a pain.001 payment file names its debtor.
+    treasury_name: str = "Treasury"  # LEDGER_TREASURY_NAME
+    treasury_account: str = "TREASURY-ACCOUNT"  # LEDGER_TREASURY_ACCOUNT (IBAN or account no.)
+    treasury_agent: str = "000000000000"  # LEDGER_TREASURY_AGENT (the bank's BIC or CNAPS code)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -53,6 +57,9 @@ class Settings:
             signing_key_file=environ.get("LEDGER_SIGNING_KEY_FILE") or None,
             checkpoint_every=_int(environ, "LEDGER_CHECKPOINT_EVERY", 1000, 1, 1 << 20),
             checkpoint_interval_s=_int(environ, "LEDGER_CHECKPOINT_INTERVAL_S", 10, 1, 86_400),
+            treasury_name=environ.get("LEDGER_TREASURY_NAME") or cls.treasury_name,
+            treasury_account=environ.get("LEDGER_TREASURY_ACCOUNT") or cls.treasury_account,
+            treasury_agent=environ.get("LEDGER_TREASURY_AGENT") or cls.treasury_agent,
         )
 
     @property

@@ -316,6 +316,52 @@ GUARANTEE_CLAIMS = Table(
         "returned_fen <= compensation_fen",
     ),
 )
+STATEMENTS = Table(
+    "proj_statement",
+    ("statement_id",),
+    (
+        ("statement_id", TEXT),
+        ("file_sha256", TEXT),
+        ("format", TEXT),
+        ("account", TEXT),
+        ("currency", TEXT),
+        ("summary", TEXT),  # the import's summary as JSON (every <Stmt>, balances, checks)
+        ("line_count", INT),
+        ("matched", INT),
+        ("suggested", INT),
+        ("unmatched", INT),
+        ("ignored", INT),
+        ("imported_by", TEXT),
+        ("imported_at", TEXT),
+        ("imported_position", "BIGINT NOT NULL"),
+        POSITION,
+    ),
+)
+BANK_LINES = Table(
+    "proj_bank_line",
+    ("statement_id", "line"),
+    (
+        ("statement_id", TEXT),
+        ("line", INT),
+        ("bank_line_id", TEXT),  # "" for a line listed again as another file's duplicate
+        ("account", TEXT),
+        ("booking_date", "TEXT"),
+        ("value_date", "TEXT"),
+        ("amount_fen", MONEY),
+        ("currency", TEXT),
+        ("credit_debit", TEXT),
+        ("reversal", INT),
+        ("end_to_end_id", "TEXT"),
+        ("counterparty_account", "TEXT"),
+        ("counterparty_name", "TEXT"),
+        ("reference", "TEXT"),
+        ("status", TEXT),
+        ("payout_ids", TEXT),  # comma-separated
+        ("reason", TEXT),
+        POSITION,
+    ),
+    indexes=(("bank_line_id",), ("status", "booking_date"), ("payout_ids",)),
+)
 PRINCIPALS = Table(
     "proj_principal",  # who may call the ledger; never a token or its digest
     ("principal_id",),
@@ -356,6 +402,8 @@ TABLES = (
     PAYABLE_LINES,
     PAYOUTS,
     GUARANTEE_CLAIMS,
+    STATEMENTS,
+    BANK_LINES,
 )
 
 
@@ -540,6 +588,63 @@ class ViewStore:
             [*params, filters.limit],
         )
 
+    def open_payouts_paying(self, accounts: Sequence[str]) -> list[Row]:
+        """Approved payouts no line settled yet, into any of ``accounts``: candidates for bank
+        lines that name no payout."""
+        if not accounts:
+            return []
+        marks = ", ".join(["%s"] * len(accounts))
+        return self._rows(
+            f"SELECT payout_id, payee_id, bank_account, amount_fen, approved_at "
+            f"FROM {self.qualified(PAYOUTS.name)} WHERE status = 'approved' "
+            f"AND bank_account IN ({marks}) ORDER BY created_position",
+            list(accounts),
+        )
+
+    def line_key(self, bank_line_id: str) -> tuple[str, int] | None:
+        """A bank line's key in the views (its statement and line) from its aggregate id."""
+        found = self._one(
+            f"SELECT statement_id, line FROM {self.qualified(BANK_LINES.name)} "
+            "WHERE bank_line_id = %s",
+            (bank_line_id,),
+        )
+        return None if found is None else (str(found["statement_id"]), int(found["line"]))
+
+    def bank_line(self, statement_id: str, line: int) -> Row | None:
+        return self.fetch(BANK_LINES, (statement_id, line))
+
+    def line_bank_line_id(self, statement_id: str, line: int) -> str | None:
+        found = self._one(
+            f"SELECT bank_line_id FROM {self.qualified(BANK_LINES.name)} "
+            "WHERE statement_id = %s AND line = %s",
+            (statement_id, line),
+        )
+        return None if found is None else str(found["bank_line_id"])
+
+    def statement(self, statement_id: str) -> Row | None:
+        return self.fetch(STATEMENTS, (statement_id,))
+
+    def bank_lines(self, statement_id: str, after: int, limit: int) -> list[Row]:
+        return self._rows(
+            f"SELECT * FROM {self.qualified(BANK_LINES.name)} WHERE statement_id = %s "
+            "AND line > %s ORDER BY line LIMIT %s",
+            (statement_id, after, limit),
+        )
+
+    def unmatched_lines(self, limit: int) -> list[Row]:
+        return self._rows(
+            f"SELECT * FROM {self.qualified(BANK_LINES.name)} WHERE status = 'unmatched' "
+            "ORDER BY booking_date, statement_id, line LIMIT %s",
+            (limit,),
+        )
+
+    def unsettled_payouts(self, limit: int) -> list[Row]:
+        return self._rows(
+            f"SELECT * FROM {self.qualified(PAYOUTS.name)} WHERE status = 'approved' "
+            "ORDER BY approved_at, created_position LIMIT %s",
+            (limit,),
+        )
+
     def principals(self, after: int, limit: int) -> list[Row]:
         return self._rows(
             f"SELECT * FROM {self.qualified(PRINCIPALS.name)} WHERE created_position > %s "
@@ -578,7 +683,7 @@ class ViewStore:
         return self._rows(
             "SELECT source_id, programme_id, provider_id, holder_id, "
             "SUM(amount_fen) AS amount_fen, SUM(clawed_back_fen) AS clawed_back_fen, "
-            "COUNT(*) AS redemptions "
+            "SUM(paid_fen) AS paid_fen, COUNT(*) AS redemptions "
             f"FROM {self.qualified(PAYABLES.name)} WHERE fiscal_year = %s AND kind = 'subsidy' "
             "GROUP BY source_id, programme_id, provider_id, holder_id "
             "ORDER BY source_id, programme_id, provider_id, holder_id",

@@ -6,11 +6,13 @@ redemption). Rows are changed in a ``Batch``; the runner writes them with the po
 from __future__ import annotations
 
 import datetime as dt
+import json
 from functools import lru_cache, singledispatchmethod
 from typing import Any
 
 from eventsourcing.utils import get_topic
 
+from ledger.bank_statements import BankLine, BankStatement
 from ledger.caps import EnterpriseYear, ProviderYear
 from ledger.claims import ContractClaim, RefusedRedemption
 from ledger.funding import FundingSource
@@ -21,6 +23,7 @@ from ledger.principals import Principal
 from ledger.voucher import ACTIVE, USED_UP, Voucher
 from projections.store import (
     ACTIONS,
+    BANK_LINES,
     ENTERPRISE_YEARS,
     GUARANTEE_CLAIMS,
     INSTITUTIONS,
@@ -32,6 +35,7 @@ from projections.store import (
     REDEMPTIONS,
     REFUSALS,
     SOURCES,
+    STATEMENTS,
     TABLES,
     VOUCHERS,
     Key,
@@ -69,6 +73,9 @@ CLAIM_FILED: type[Any] = getattr(GuaranteeClaim, "Filed")  # noqa: B009
 CLAIM_APPROVED: type[Any] = getattr(GuaranteeClaim, "Approved")  # noqa: B009
 CLAIM_RECOVERED: type[Any] = getattr(GuaranteeClaim, "Recovered")  # noqa: B009
 CLAIM_EXEMPTED: type[Any] = getattr(GuaranteeClaim, "Exempted")  # noqa: B009
+STATEMENT_IMPORTED: type[Any] = getattr(BankStatement, "Imported")  # noqa: B009
+LINE_RECORDED: type[Any] = getattr(BankLine, "Recorded")  # noqa: B009
+LINE_CONFIRMED: type[Any] = getattr(BankLine, "Confirmed")  # noqa: B009
 PRINCIPAL_REVOKED: type[Any] = getattr(Principal, "Revoked")  # noqa: B009
 CLAWED_BACK: type[Any] = getattr(ContractClaim, "ClawedBack")  # noqa: B009
 INSTITUTION_REGISTERED: type[Any] = getattr(Institution, "Registered")  # noqa: B009
@@ -86,6 +93,9 @@ class Batch:
         self.store = store
         self.cache = cache
         self.changed: dict[Table, dict[Key, Row]] = {t: {} for t in TABLES}
+        # Bank lines recorded in this batch, by their aggregate id: a statement names its
+        # duplicates and a confirmation its line by that id (the view's key is another).
+        self.line_keys: dict[str, tuple[str, int]] = {}
 
     def get(self, t: Table, *key: Any) -> Row:
         cache_key = (t.name, key)
@@ -527,6 +537,85 @@ class LedgerViews:
         b.put(GUARANTEE_CLAIMS, claim, position)
         reason = f"{e.decision_ref} ({e.decided_on}): {e.reason}"
         self._action(b, e, "exemption", claim["claim_id"], reason, position)
+
+    # ---- reconciliation: statements and their lines --------------------------------------
+    @apply.register(LINE_RECORDED)
+    def _line_recorded(self, e: Any, b: Batch, position: int) -> None:
+        row = {
+            "statement_id": str(e.statement_id),
+            "line": e.line,
+            "bank_line_id": str(e.originator_id),
+            "account": e.account,
+            "booking_date": e.booking_date,
+            "value_date": e.value_date,
+            "amount_fen": e.amount_fen,
+            "currency": e.currency,
+            "credit_debit": e.credit_debit,
+            "reversal": int(e.reversal),
+            "end_to_end_id": e.end_to_end_id,
+            "counterparty_account": e.counterparty_account,
+            "counterparty_name": e.counterparty_name,
+            "reference": e.reference,
+            "status": e.status,
+            "payout_ids": ",".join(str(p) for p in e.payout_ids),
+            "reason": e.reason,
+        }
+        b.put(BANK_LINES, row, position)
+        b.line_keys[row["bank_line_id"]] = (row["statement_id"], row["line"])
+
+    @apply.register(STATEMENT_IMPORTED)
+    def _statement_imported(self, e: Any, b: Batch, position: int) -> None:
+        """The import's lines are in the log before it: a line another file brought is
+        listed again here, as ignored, with the line it duplicates."""
+        statement_id = str(e.originator_id)
+        for line, bank_line_id in e.duplicates:
+            original = self._line_by_id(b, str(bank_line_id))
+            row = {
+                **original,
+                "statement_id": statement_id,
+                "line": line,
+                "bank_line_id": "",
+                "status": "ignored",
+                "payout_ids": "",
+                "reason": f"already imported: statement {original['statement_id']} line "
+                f"{original['line']}",
+            }
+            b.put(BANK_LINES, row, position)
+        row = {
+            "statement_id": statement_id,
+            "file_sha256": e.file_sha256,
+            "format": e.summary["format"],
+            "account": e.summary["account"],
+            "currency": e.summary["currency"],
+            "summary": json.dumps(e.summary, ensure_ascii=False, sort_keys=True),
+            "line_count": e.line_count,
+            **{k: e.counts.get(k, 0) for k in ("matched", "suggested", "unmatched", "ignored")},
+            "imported_by": e.actor,
+            "imported_at": e.timestamp.isoformat(),
+            "imported_position": position,
+        }
+        b.put(STATEMENTS, row, position)
+
+    @staticmethod
+    def _line_by_id(b: Batch, bank_line_id: str) -> Row:
+        key = b.line_keys.get(bank_line_id) or b.store.line_key(bank_line_id)
+        assert key is not None, f"bank line {bank_line_id} is not in the views"
+        return dict(b.get(BANK_LINES, *key))
+
+    @apply.register(LINE_CONFIRMED)
+    def _line_confirmed(self, e: Any, b: Batch, position: int) -> None:
+        line = self._line_by_id(b, str(e.originator_id))
+        before = line["status"]
+        line.update(
+            status="matched",
+            payout_ids=",".join(str(p) for p in e.payout_ids),
+            reason="confirmed by treasury",
+        )
+        b.put(BANK_LINES, line, position)
+        statement = b.get(STATEMENTS, line["statement_id"])
+        statement[before] -= 1
+        statement["matched"] += 1
+        b.put(STATEMENTS, statement, position)
 
     # ---- principals (never their tokens) -------------------------------------------------
     @apply.register(PRINCIPAL_CREATED)

@@ -17,6 +17,7 @@ from ledger.principals import ROLES
 from ledger.uscc import make_uscc
 from tests.api_support import Api, auth, issue, open_worked_example, public_pem, redemption_body
 from tests.conftest import BANK, ENTERPRISE, ENTERPRISE_2, PROVIDER, PROVIDER_2
+from tests.test_api_reconciliation import camt053, upload
 
 NO_TOKEN, UNKNOWN_TOKEN = "no token", "unknown token"
 CALLERS = (*ROLES, NO_TOKEN, UNKNOWN_TOKEN)
@@ -39,6 +40,7 @@ class Scene:
     bank_payout: str = ""  # of a guarantee claim's compensation to BANK
     claim_approved: str = ""  # a guarantee claim of BANK's, approved
     claim_filed: str = ""  # another, filed only
+    statement: str = ""  # its line 1 is unmatched: it paid the bank's payout, not naming it
 
 
 def open_scene(api: Api) -> Scene:
@@ -109,6 +111,14 @@ def open_guarantee_scene(api: Api, scene: Scene, clerk: str) -> None:
     payout = api.post("/v1/payouts", {"payee_id": BANK, "source_id": "city-gf"}, clerk)
     assert payout.status_code == 201, payout.text
     scene.bank_payout = str(payout.json["id"])
+    approved = api.post(f"/v1/payouts/{scene.bank_payout}/approve", {}, api.tokens["treasury"])
+    assert approved.status_code == 200, approved.text
+    # A statement whose only line paid the bank's payout without naming it, into an account
+    # the ledger does not know: unmatched, for treasury to match by hand.
+    line = {"amount_fen": payout.json["amount_fen"], "account": "UNKNOWN-ACCOUNT"}
+    imported = upload(api, camt053([line], "SCENE"))
+    assert imported.status_code == 201 and imported.json["unmatched"] == 1, imported.text
+    scene.statement = str(imported.json["id"])
 
 
 # The id each path names: ids the "provider" principal may see, so that its own_only operations
@@ -139,6 +149,9 @@ PATH_IDS: dict[str, Any] = {
     "/v1/guarantee-claims/{id}": lambda s: s.claim_approved,
     "/v1/guarantee-claims/{id}/approve": lambda s: s.claim_filed,
     "/v1/guarantee-claims/{id}/recoveries": lambda s: s.claim_approved,
+    "/v1/statements/{id}": lambda s: s.statement,
+    "/v1/statements/{id}/lines/{line}/confirm": lambda s: s.statement,
+    "/v1/audit/trace/statements/{id}/lines/{line}": lambda s: s.statement,
 }
 # Where a role may only see its own, the id of one of its own.
 PATH_IDS_BY_ROLE: dict[tuple[str, str], Any] = {
@@ -178,6 +191,7 @@ BODIES: dict[str, Any] = {
     "Reason": lambda s: {"reason": "role matrix"},
     "Clawback": lambda s: {"reason_code": "duplicate-invoice"},
     "Empty": lambda s: {},
+    "ConfirmLine": lambda s: {"payout_ids": [s.bank_payout]},
     # The city's part of the scene's redemption: the province's is in the scene's payout.
     "NewPayout": lambda s: {"payee_id": PROVIDER, "source_id": "city-2026"},
     "NewGuaranteePool": lambda s: {
@@ -232,7 +246,7 @@ def path_of(op: Operation, scene: Scene, caller: str = "") -> str:
     if "{id}" not in op.path:
         return op.path
     ids = PATH_IDS_BY_ROLE.get((op.path, caller), PATH_IDS[op.path])
-    return op.path.replace("{id}", ids(scene))
+    return op.path.replace("{id}", ids(scene)).replace("{line}", "1")
 
 
 def send(scene: Scene, op: Operation, caller: str) -> Any:
@@ -244,9 +258,14 @@ def send(scene: Scene, op: Operation, caller: str) -> Any:
     else:
         headers = auth(scene.api.tokens[caller])
     params = {q.name: QUERIES[q.name] for q in op.queries if q.required}
+    path = path_of(op, scene, caller)
+    if op.upload:  # a file, not JSON: a statement no one imported before
+        data = camt053([{"amount_fen": 1, "account": "X"}], f"ROLE-{uuid.uuid4().hex}")
+        headers["Content-Type"] = "application/xml"
+        return scene.api.client.simulate_request(op.method, path, headers=headers, body=data)
     body = BODIES[op.request](scene) if op.request is not None else None
     return scene.api.client.simulate_request(
-        op.method, path_of(op, scene, caller), headers=headers, params=params, json=body
+        op.method, path, headers=headers, params=params, json=body
     )
 
 
@@ -267,6 +286,7 @@ def scene(memory_api: Api) -> Scene:
 
 
 def test_every_operation_in_the_table_has_a_request_to_send() -> None:
+    assert {op.path for op in OPERATIONS if "{line}" in op.path} <= set(PATH_IDS)
     paths_with_ids = {op.path for op in OPERATIONS if "{id}" in op.path}
     assert paths_with_ids <= set(PATH_IDS)
     assert {op.request for op in OPERATIONS if op.request is not None} <= set(BODIES)

@@ -100,6 +100,7 @@ def flow(source_id: str, programme: str, provider: str, holder: str, fen: int) -
         "holder_id": holder,
         "amount_fen": fen,
         "clawed_back_fen": 0,
+        "paid_fen": 0,
         "redemptions": 1,
     }
 
@@ -185,11 +186,25 @@ def test_yuan_refuses_anything_but_an_integer_number_of_fen(amount: Any) -> None
 def test_the_sankey_diagram_draws_one_band_per_aggregated_link_with_its_amount() -> None:
     svg = svg_of(render_html(sample_report()))
 
-    # 3 source→programme, 3 programme→provider and 4 provider→enterprise pairs.
-    assert svg.count("<path ") == 10
+    # 3 source→programme, 3 programme→provider, 4 provider→enterprise and 3 enterprise→bank
+    # ("not yet paid": nothing of the sample is paid) pairs.
+    assert svg.count("<path ") == 13
     assert "<title>province-2026 → innovation-2026: ¥9,000.00</title>" in svg
     assert f"<title>{PROVIDER_2} → {ENTERPRISE_2}: ¥2,000.00</title>" in svg
     assert re.search(r'<path [^>]*d="M\d+,\d+C[\d, ]+L[\d,]+C[\d, ]+Z"', svg)
+
+
+def test_the_last_column_carries_the_money_on_to_the_bank_paid_owed_or_clawed_back() -> None:
+    report = sample_report()
+    report["flows"][0]["paid_fen"] = 400_000
+    report["flows"][1]["clawed_back_fen"] = 100_000
+
+    svg = svg_of(render_html(report))
+
+    assert "<title>paid (bank lines)  ¥4,000.00</title>" in svg
+    assert "<title>clawed back  ¥1,000.00</title>" in svg
+    # 12,500 yuan of flows in all: 4,000 paid, 1,000 clawed back, the rest owed.
+    assert "<title>not yet paid  ¥7,500.00</title>" in svg
 
 
 def test_every_node_is_labelled_with_its_id_and_the_money_through_it() -> None:
@@ -239,8 +254,9 @@ def test_names_and_ids_are_escaped_so_a_script_in_them_never_runs() -> None:
     page = render_html(report).decode("utf-8")
 
     assert "<script" not in page
-    # the sources table, the flows table, and in the svg the node label, its tooltip and a link's
-    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 5
+    # the sources table, the flows table, and in the svg the node label, its tooltip and the
+    # links into it and out of it (to the bank)
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 6
     assert balance_of(page.encode("utf-8")).misplaced == []
 
 
@@ -305,7 +321,14 @@ def test_a_negative_flow_amount_is_refused_rather_than_drawn() -> None:
 def test_the_workbook_has_a_summary_the_tables_and_one_sheet_per_finding() -> None:
     workbook = load_workbook(io.BytesIO(render_xlsx(sample_report())))
 
-    assert workbook.sheetnames == ["Summary", "Sources", "Flows", "self-dealing", "velocity"]
+    assert workbook.sheetnames == [
+        "Summary",
+        "Sources",
+        "Flows",
+        "Guarantee",
+        "self-dealing",
+        "velocity",
+    ]
     summary = {row[0]: row[1] for row in workbook["Summary"].iter_rows(values_only=True)}
     assert summary["fiscal_year"] == 2026
     assert summary["ledger.verified"] is True
@@ -345,7 +368,7 @@ def test_finding_sheet_titles_are_valid_excel_titles_and_unique() -> None:
         {"query": "Flows", "title": "three", "rows": []},
     ]
 
-    titles = load_workbook(io.BytesIO(render_xlsx(report))).sheetnames[3:]
+    titles = load_workbook(io.BytesIO(render_xlsx(report))).sheetnames[4:]
 
     assert len({title.casefold() for title in titles}) == 3
     assert "flows" not in [title.casefold() for title in titles]
@@ -376,7 +399,13 @@ def csv_sections(data: bytes) -> dict[str, list[list[str]]]:
 def test_the_csv_has_named_sections_with_a_header_and_integer_fen() -> None:
     sections = csv_sections(render_csv(sample_report()))
 
-    assert list(sections) == ["sources", "flows", "finding:self-dealing", "finding:velocity"]
+    assert list(sections) == [
+        "sources",
+        "flows",
+        "guarantee",
+        "finding:self-dealing",
+        "finding:velocity",
+    ]
     header, first, *rest = sections["flows"]
     assert header == [
         "source_id",
@@ -385,6 +414,7 @@ def test_the_csv_has_named_sections_with_a_header_and_integer_fen() -> None:
         "holder_id",
         "amount_fen",
         "clawed_back_fen",
+        "paid_fen",
         "redemptions",
     ]
     assert first == [
@@ -393,6 +423,7 @@ def test_the_csv_has_named_sections_with_a_header_and_integer_fen() -> None:
         PROVIDER_1,
         ENTERPRISE_1,
         "600000",
+        "0",
         "0",
         "1",
     ]

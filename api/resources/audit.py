@@ -73,6 +73,13 @@ class RedemptionTrace(AuditResource):
         write_json(resp, self.auditor.tracer.redemption(id, instant))
 
 
+class BankLineTrace(AuditResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, id: str, line: str) -> None:
+        number = check_int_text(line, "line", 1, 10**9)
+        self.fresh()
+        write_json(resp, self.auditor.tracer.bank_line(id, number))
+
+
 class SourceTrace(AuditResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         instant = as_of(req)

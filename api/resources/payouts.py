@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import falcon
 
 from api import render
@@ -21,8 +23,10 @@ from ledger.errors import ValidationError
 from ledger.payouts import APPROVED, CANCELLED, CREATED, RETURNED, SETTLED
 from ledger.uscc import check_uscc
 from projections.store import PayoutFilter
+from treasury import Payment, payment_file_csv, payment_file_pain001
 
 STATUSES = (CREATED, APPROVED, SETTLED, RETURNED, CANCELLED)
+MAX_PAYMENT_FILE = 10_000  # payouts in one payment file
 
 
 class Payouts(Resource):
@@ -82,3 +86,39 @@ class Approve(Resource):
 class Cancel(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         self.command(req, resp, "Reason", self.ledger.cancel_payout, render.payout, 200, id)
+
+
+class PaymentFile(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Approved payouts not yet settled, for the bank: CSV, or pain.001.001.09."""
+        fmt = output_format(req, ("csv", "pain.001"))
+        self.consistent(req, resp)
+        rows = self.reader.store.unsettled_payouts(MAX_PAYMENT_FILE)
+        payments = [
+            Payment(
+                end_to_end_id=r["end_to_end_id"],
+                payee_id=r["payee_id"],
+                payee_name=r["payee_name"],
+                bank_account=r["bank_account"],
+                amount_fen=int(r["amount_fen"]),
+            )
+            for r in rows
+        ]
+        if fmt == "csv":
+            resp.content_type = "text/csv; charset=utf-8"
+            resp.data = payment_file_csv(payments)
+            return
+        if not payments:
+            raise ValidationError("no approved payout is waiting to be paid")
+        settings = self.ledger.settings
+        now = dt.datetime.now(dt.UTC)
+        resp.content_type = "application/xml"
+        resp.data = payment_file_pain001(
+            payments,
+            debtor_name=settings.treasury_name,
+            debtor_account=settings.treasury_account,
+            debtor_agent_bic_or_id=settings.treasury_agent,
+            message_id=f"VL-{now:%Y%m%d%H%M%S}-{len(payments)}",
+            created_at=now,
+            requested_execution_date=self.ledger.today(),
+        )
