@@ -755,3 +755,98 @@ def test_both_a_debit_and_a_credit_on_one_row_is_statement_invalid() -> None:
 
     with pytest.raises(StatementInvalid, match="exactly one"):
         own_csv(text)
+
+
+# --- camt.053: the streaming reader, and what the fast paths keep exactly ---------------------
+
+
+@pytest.mark.parametrize("expected", CAMT_FILES, ids=lambda c: c.file.split("__")[0])
+def test_iter_statement_lines_yields_exactly_the_lines_parse_statement_gives(
+    expected: Camt,
+) -> None:
+    from treasury import iter_statement_lines
+
+    data = (CAMT / expected.file).read_bytes()
+
+    assert list(iter_statement_lines(data)) == list(parse_statement(data, "application/xml").lines)
+
+
+def test_iter_statement_lines_refuses_a_file_before_its_first_line() -> None:
+    from treasury import iter_statement_lines
+
+    camt054 = minimal_camt(ns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.02")
+    for data in (b"", b" \n", XXE, camt054, b"not xml at all"):
+        with pytest.raises(StatementInvalid):
+            iter_statement_lines(data)  # raises on the call, not on the first next()
+    with pytest.raises(StatementInvalid, match="bytes"):
+        iter_statement_lines(minimal_camt(), max_bytes=10)
+    lines = iter_statement_lines(minimal_camt(entry_amount="8.855"))
+    with pytest.raises(StatementInvalid, match="decimals"):
+        list(lines)
+
+
+@pytest.mark.parametrize("expected", CAMT_FILES, ids=lambda c: c.file.split("__")[0])
+def test_indentation_between_elements_changes_nothing_that_is_read(expected: Camt) -> None:
+    import re
+
+    data = (CAMT / expected.file).read_bytes()
+    compact = re.sub(rb">\s+<", b"><", data)  # also empties whitespace-only elements
+
+    assert compact != data
+    indented, flat = parse_statement(data, "application/xml"), parse_statement(compact, "text/xml")
+    assert flat.statements == indented.statements
+    assert (flat.format, flat.message_id) == (indented.format, indented.message_id)
+
+
+@pytest.mark.parametrize("count", ["²", "x", "-1", "1.0", "1 2"])
+def test_a_batch_count_that_is_not_a_whole_number_is_statement_invalid(count: str) -> None:
+    details = f"<NtryDtls><Btch><NbOfTxs>{count}</NbOfTxs></Btch></NtryDtls></Ntry>"
+    data = minimal_camt().replace(b"</Ntry>", details.encode())
+
+    with pytest.raises(StatementInvalid, match="NbOfTxs"):
+        parse_statement(data, "application/xml")
+
+
+def _minor_units_by_the_grammar(text: str, exponent: int) -> int | None:
+    """ISO 20022 amount text as the money module's rules state it (None: refused)."""
+    import re
+
+    match = re.fullmatch(r"(\d{1,18})(?:\.(\d{1,18}))?", text.strip())
+    if match is None:
+        return None
+    whole, fraction = match.group(1), match.group(2) or ""
+    if len(fraction) > exponent or len(whole.lstrip("0")) + exponent > 18:
+        return None
+    return int(whole) * 10**exponent + int(fraction.ljust(exponent, "0") or "0")
+
+
+@given(
+    st.one_of(
+        st.from_regex(r"\d{1,20}(\.\d{0,6})?", fullmatch=True),
+        st.text(alphabet="0123456789.,+-e \t\n\u00a0\u0661\u00b2", max_size=24),
+    ),
+    st.sampled_from([0, 1, 2, 3, 4, 5]),
+)
+def test_decimal_text_is_read_by_the_same_rules_on_every_path(text: str, exponent: int) -> None:
+    expected = _minor_units_by_the_grammar(text, exponent)
+
+    if expected is None:
+        with pytest.raises(MoneyTextInvalid):
+            decimal_text_to_minor(text, exponent)
+    else:
+        assert decimal_text_to_minor(text, exponent) == expected
+
+
+def test_the_benchmark_statement_parses_and_adds_up_indented_or_compact() -> None:
+    from benchmarks.parse_statements import synthetic_camt053
+
+    indented, compact = (
+        only(parse_statement(synthetic_camt053(120, batch_every=7, compact=c), ""))
+        for c in (False, True)
+    )
+
+    for statement in (indented, compact):
+        assert len(statement.lines) == 120 and statement.balances_add_up is True
+        assert sum(line.is_batch for line in statement.lines) == 120 // 7
+        assert all(x.end_to_end_id and x.counterparty_account for x in statement.lines)
+    assert compact.lines == indented.lines

@@ -3,6 +3,7 @@
 Nothing here touches the ledger's application, a store or HTTP: bytes in, frozen data out, or
 data in, bytes out. Money is ``int`` in the currency's minor unit (fen for CNY) throughout."""
 
+from treasury.camt053 import iter_statement_lines
 from treasury.pain001 import Payment, payment_file_csv, payment_file_pain001
 from treasury.statements import (
     Balance,
@@ -24,6 +25,7 @@ __all__ = [
     "StatementInvalid",
     "StatementLine",
     "TransactionDetail",
+    "iter_statement_lines",
     "parse_statement",
     "payment_file_csv",
     "payment_file_pain001",

@@ -7,11 +7,22 @@ has one; entity tricks need one); then ``iterparse`` hands over each ``<Ntry>`` 
 complete, the entry is read and cleared, so a 100,000-entry file never becomes a 100,000-entry
 tree. The statement header (Id, Acct, Bal) precedes its entries in every version, so it is
 complete when the first entry arrives. The parser is locked down: no network, no DTD, no
-entity expansion, no huge-tree mode.
+entity expansion, no huge-tree mode. Whitespace-only text between elements is dropped while
+parsing (``remove_blank_text``): every text read here is stripped anyway, and indented files
+parse markedly faster without those nodes.
 
 What is read is data: each ``_Shape`` lists the paths (local names) wanted below an element,
-and one walk over the element's children collects them. On this 2-core machine an XPath per
-field (``local-name()`` or prefixed) costs two to four times the whole walk.
+in slot order, and one walk over the element's children (``_walk``) fills a list with one slot
+a path, which the reader unpacks into names; a text slot holds the first stripped non-empty
+text of all the elements at its path, in document order. What a walk costs is mostly lxml
+making a proxy and a ``tag`` string for each child it looks at, so it descends only where a
+wanted path goes (the counterparty's branch of ``RltdPties``; ``AmtDtls`` only when a TxDtls
+has no ``Amt``). Measured on this 2-core machine and not taken: an XPath per field costs two
+to four times the walk, one XPath ``concat()`` of an entry's own fields three times; XSLT over
+the whole tree is no faster and needs the whole tree; ``objectify.ObjectPath`` lookups are
+about twice as fast but see only the first element at each step (a second ``RmtInf/Strd``,
+or a duplicated element after an empty one, would read differently).
+``benchmarks/parse_statements.py`` measures the whole parse.
 
 Field choices (what the matcher relies on):
 - the counterparty of a line is the debtor of a credit entry and the creditor of a debit
@@ -21,23 +32,28 @@ Field choices (what the matcher relies on):
   credit, with a note on the statement;
 - a reversal keeps the entry's own CdtDbtInd: that already is the booking direction;
 - the period is FrToDt, else the booking dates of the lines, else the balance dates, else the
-  statement's (or message's) creation date."""
+  statement's (or message's) creation date.
+
+``iter_statement_lines`` yields the same lines (numbers and keys included) one at a time for
+an import that stores them as it goes, holding none of them; ``parse_camt053`` is built on the
+same reader and keeps them in their statements."""
 
 from __future__ import annotations
 
 import functools
 import io
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 from lxml import etree
 
 from treasury.money import MoneyTextInvalid, decimal_text_to_minor, minor_unit_exponent
 from treasury.statements import (
     MAX_LINES,
+    MAX_STATEMENT_BYTES,
     MAX_STATEMENTS,
     MAX_TRANSACTIONS,
     NOT_PROVIDED,
@@ -50,6 +66,7 @@ from treasury.statements import (
     StatementInvalid,
     StatementLine,
     TransactionDetail,
+    check_statement_bytes,
     file_sha256,
     make_statement,
 )
@@ -59,98 +76,152 @@ _DIRECTIONS: dict[str, CreditDebit] = {"CRDT": "CRDT", "DBIT": "DBIT"}
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 Element = etree._Element
-Texts = dict[str, str]
-Elements = dict[str, Element]
-Many = dict[str, list[Element]]
 
-
-_TEXT, _ELEMENT, _MANY, _BRANCH = range(4)
-
-
-@dataclass(slots=True)
-class _Node:
-    """One step of a walk: the path so far (``key``), what to keep of the element there,
-    and the steps below it by qualified tag."""
-
-    key: str
-    kind: int = _BRANCH
-    below: dict[str, _Node] = field(default_factory=dict)
+# What a walk keeps at a path: the first stripped non-empty text, the first element (for its
+# attributes: amounts), every element, or every stripped non-empty text; or nothing (a path
+# only passed through on the way to a deeper one).
+_TEXT, _FIRST, _ALL, _TEXTS, _BRANCH = range(5)
+_Step = tuple[int, int, "dict[str, _Step] | None"]  # slot, what to keep, the steps below
+_Steps = dict[str, _Step]  # by qualified tag
 
 
 @dataclass(frozen=True, slots=True)
 class _Shape:
-    """The paths read below one element, as local names: ``texts`` keeps the (stripped,
-    non-empty) text of the first element at a path, ``elements`` the first element (for its
-    attributes: amounts), ``many`` every element."""
+    """The paths read below one element, as local names, each with what to keep of it; a
+    walk returns a list with one slot per path, in this order."""
 
-    texts: tuple[str, ...]
-    elements: tuple[str, ...] = ()
-    many: tuple[str, ...] = ()
+    paths: tuple[tuple[str, int], ...]
 
-    def steps(self, prefix: str) -> dict[str, _Node]:
+    def steps(self, prefix: str) -> _Steps:
         """The paths as a tree keyed by qualified tag (``prefix`` is ``{namespace}``), so a
         walk looks each child up once and skips everything not asked for."""
-        root = _Node(key="")
-        for kind, paths in ((_TEXT, self.texts), (_ELEMENT, self.elements), (_MANY, self.many)):
-            for path in paths:
-                node = root
-                for name in path.split("/"):
-                    key = f"{node.key}/{name}" if node.key else name
-                    node = node.below.setdefault(prefix + name, _Node(key=key))
-                node.kind = kind
-        return root.below
+        root: dict[str, Any] = {}
+        for slot, (path, kind) in enumerate(self.paths):
+            *branches, leaf = path.split("/")
+            level = root
+            for name in branches:
+                node = level.setdefault(prefix + name, [-1, _BRANCH, None])
+                if node[2] is None:
+                    node[2] = {}
+                level = node[2]
+            node = level.setdefault(prefix + leaf, [-1, _BRANCH, None])
+            if node[1] != _BRANCH:
+                raise ValueError(f"path {path!r} twice in one shape")
+            node[0], node[1] = slot, kind
+        return _frozen(root)
 
 
-@dataclass(frozen=True, slots=True)
-class _Read:
-    """What one walk found (see ``_Shape``)."""
-
-    texts: Texts
-    elements: Elements
-    many: Many
+def _frozen(level: dict[str, Any]) -> _Steps:
+    return {
+        tag: (slot, kind, None if below is None else _frozen(below))
+        for tag, (slot, kind, below) in level.items()
+    }
 
 
+def _walk(element: Element, steps: _Steps, size: int) -> list[Any]:
+    """The slots of a ``_Shape`` (``size`` of them) below ``element``, in one walk.
+
+    Breadth first over a list; the elements of one path are all at one depth, so they keep
+    document order. One dict lookup per child: this is the hot path of a 100,000-line import
+    (recursion, a flat ``iter()`` with ``getparent()`` for the context, or element classes
+    by tag measure no faster: lxml's proxy and tag string for each child dominate)."""
+    found: list[Any] = [None] * size
+    queue: list[tuple[Element, _Steps]] = [(element, steps)]
+    for parent, below in queue:
+        for child in parent[:]:  # a slice: one call, where iterating makes an iterator
+            step = below.get(child.tag)  # type: ignore[arg-type]  # str for elements
+            if step is None:
+                continue
+            slot, kind, deeper = step
+            if kind == _TEXT:
+                if found[slot] is None:
+                    text = child.text
+                    if text and (text := text.strip()):
+                        found[slot] = text
+            elif kind == _FIRST:
+                if found[slot] is None:
+                    found[slot] = child
+            elif kind == _ALL:
+                if found[slot] is None:
+                    found[slot] = [child]
+                else:
+                    found[slot].append(child)
+            elif kind == _TEXTS:
+                text = child.text
+                if text and (text := text.strip()):
+                    if found[slot] is None:
+                        found[slot] = [text]
+                    else:
+                        found[slot].append(text)
+            if deeper is not None:
+                queue.append((child, deeper))
+    return found
+
+
+# The shapes read; each reader unpacks a walk's list in this order.
+_GROUP_HEADER = _Shape(
+    (("BkToCstmrStmt/GrpHdr/MsgId", _TEXT), ("BkToCstmrStmt/GrpHdr/CreDtTm", _TEXT))
+)
 _HEADER = _Shape(
     (
-        "Id",
-        "CreDtTm",
-        "FrToDt/FrDtTm",
-        "FrToDt/ToDtTm",
-        "Acct/Ccy",
-        "Acct/Id/IBAN",
-        "Acct/Id/Othr/Id",
-    ),
-    many=("Bal",),
+        *((path, _TEXT) for path in ("Id", "CreDtTm", "FrToDt/FrDtTm", "FrToDt/ToDtTm")),
+        *((path, _TEXT) for path in ("Acct/Ccy", "Acct/Id/IBAN", "Acct/Id/Othr/Id")),
+        ("Bal", _ALL),
+    )
 )
 _BALANCE = _Shape(
-    ("Tp/CdOrPrtry/Cd", "Tp/CdOrPrtry/Prtry", "CdtDbtInd", "Dt/Dt", "Dt/DtTm"),
-    elements=("Amt",),
+    (
+        *((path, _TEXT) for path in ("Tp/CdOrPrtry/Cd", "Tp/CdOrPrtry/Prtry", "CdtDbtInd")),
+        *((path, _TEXT) for path in ("Dt/Dt", "Dt/DtTm")),
+        ("Amt", _FIRST),
+    )
 )
 _ENTRY = _Shape(
     (
-        *("CdtDbtInd", "RvslInd", "Sts", "Sts/Cd", "Sts/Prtry", "AcctSvcrRef", "NtryRef"),
-        *("BookgDt/Dt", "BookgDt/DtTm", "ValDt/Dt", "ValDt/DtTm", "AddtlNtryInf"),
-        *("BkTxCd/Domn/Cd", "BkTxCd/Domn/Fmly/Cd", "BkTxCd/Domn/Fmly/SubFmlyCd"),
-        "BkTxCd/Prtry/Cd",
-    ),
-    elements=("Amt",),
-    many=("NtryDtls/Btch", "NtryDtls/TxDtls"),
+        ("Amt", _FIRST),
+        *((path, _TEXT) for path in ("CdtDbtInd", "RvslInd", "Sts", "Sts/Cd", "Sts/Prtry")),
+        *((path, _TEXT) for path in ("AcctSvcrRef", "NtryRef", "AddtlNtryInf")),
+        *((path, _TEXT) for path in ("BookgDt/Dt", "BookgDt/DtTm", "ValDt/Dt", "ValDt/DtTm")),
+        ("BkTxCd/Domn/Cd", _TEXT),
+        ("BkTxCd/Domn/Fmly/Cd", _TEXT),
+        ("BkTxCd/Domn/Fmly/SubFmlyCd", _TEXT),
+        ("BkTxCd/Prtry/Cd", _TEXT),
+        ("NtryDtls/Btch", _ALL),
+        ("NtryDtls/TxDtls", _ALL),
+    )
 )
-_BATCH = _Shape(("NbOfTxs", "CdtDbtInd"), elements=("TtlAmt",))
-_PARTY = tuple(f"{p}/{leaf}" for p in ("Dbtr", "Cdtr") for leaf in ("Nm", "Pty/Nm"))
-_PARTY_ACCOUNT = tuple(
-    f"{p}Acct/Id/{leaf}" for p in ("Dbtr", "Cdtr") for leaf in ("IBAN", "Othr/Id")
-)
-_TRANSACTION = _Shape(
-    (
-        *(f"Refs/{ref}" for ref in ("EndToEndId", "InstrId", "MndtId", "TxId", "AcctSvcrRef")),
-        *("CdtDbtInd", "RmtInf/Strd/CdtrRefInf/Ref", "RtrInf/Rsn/Cd"),
-        *(f"RltdPties/{path}" for path in (*_PARTY, *_PARTY_ACCOUNT)),
-    ),
-    elements=("Amt", "AmtDtls/TxAmt/Amt", "AmtDtls/InstdAmt/Amt"),
-    many=("RmtInf/Ustrd",),
-)
-_GROUP_HEADER = _Shape(("BkToCstmrStmt/GrpHdr/MsgId", "BkToCstmrStmt/GrpHdr/CreDtTm"))
+_BATCH = _Shape((("NbOfTxs", _TEXT), ("CdtDbtInd", _TEXT), ("TtlAmt", _FIRST)))
+
+
+def _transaction_shape(party: str) -> _Shape:
+    """A TxDtls whose counterparty is ``party`` (``Dbtr`` of a credit entry, else ``Cdtr``):
+    the other party's branch of RltdPties is not walked. ``AmtDtls`` is kept, not walked:
+    it is read (``_AMOUNT_DETAILS``) only when the TxDtls has no ``Amt``."""
+    return _Shape(
+        (
+            ("Amt", _FIRST),
+            ("AmtDtls", _ALL),
+            *((f"Refs/{ref}", _TEXT) for ref in ("EndToEndId", "InstrId", "MndtId", "TxId")),
+            ("Refs/AcctSvcrRef", _TEXT),
+            ("CdtDbtInd", _TEXT),
+            ("RmtInf/Ustrd", _TEXTS),
+            ("RmtInf/Strd/CdtrRefInf/Ref", _TEXT),
+            ("RtrInf/Rsn/Cd", _TEXT),
+            (f"RltdPties/{party}/Nm", _TEXT),
+            (f"RltdPties/{party}/Pty/Nm", _TEXT),
+            (f"RltdPties/{party}Acct/Id/IBAN", _TEXT),
+            (f"RltdPties/{party}Acct/Id/Othr/Id", _TEXT),
+        )
+    )
+
+
+_CREDIT_TRANSACTION = _transaction_shape("Dbtr")
+_DEBIT_TRANSACTION = _transaction_shape("Cdtr")
+_AMOUNT_DETAILS = _Shape((("TxAmt/Amt", _FIRST), ("InstdAmt/Amt", _FIRST)))
+
+
+class _Bad(Exception):
+    """A field that cannot be read; the reader adds where it is (``StatementInvalid``)."""
 
 
 def _parser_stream(
@@ -168,13 +239,8 @@ def _parser_stream(
         huge_tree=False,
         remove_comments=True,
         remove_pis=True,
+        remove_blank_text=True,
     )
-
-
-def _text(element: Element | None) -> str | None:
-    if element is None or element.text is None:
-        return None
-    return element.text.strip() or None
 
 
 class _Tags:
@@ -182,91 +248,94 @@ class _Tags:
 
     def __init__(self, namespace: str) -> None:
         self.prefix = "{" + namespace + "}"
-        self._steps: dict[_Shape, dict[str, _Node]] = {}
+        self.entry = self.tag("Ntry")
+        self.amount = self.tag("Amt")
+        self._steps: dict[_Shape, tuple[_Steps, int]] = {}
 
     def tag(self, name: str) -> str:
         return self.prefix + name
 
-    def read(self, element: Element, shape: _Shape) -> _Read:
-        """The texts and elements at ``shape``'s paths below ``element``, in one walk.
-
-        Breadth first over a list, not by recursion (a call per level costs more than the
-        lookups); the elements of one path are all at one depth, so they keep document
-        order. One dict lookup per child: this is the hot path of a 100,000-line import."""
+    def steps(self, shape: _Shape) -> tuple[_Steps, int]:
         steps = self._steps.get(shape)
         if steps is None:
-            steps = self._steps[shape] = shape.steps(self.prefix)
-        found = _Read(texts={}, elements={}, many={})
-        queue: list[tuple[Element, dict[str, _Node]]] = [(element, steps)]
-        for parent, below in queue:
-            for child in parent:
-                node = below.get(child.tag)  # type: ignore[arg-type]  # str for elements
-                if node is None:
-                    continue
-                if node.kind != _BRANCH:
-                    _keep(found, child, node)
-                if node.below:
-                    queue.append((child, node.below))
-        return found
+            steps = self._steps[shape] = (shape.steps(self.prefix), len(shape.paths))
+        return steps
 
-
-def _keep(found: _Read, child: Element, node: _Node) -> None:
-    if node.kind == _TEXT:
-        text = child.text
-        if text and (text := text.strip()) and node.key not in found.texts:
-            found.texts[node.key] = text
-    elif node.kind == _ELEMENT:
-        found.elements.setdefault(node.key, child)
-    else:
-        found.many.setdefault(node.key, []).append(child)
+    def read(self, element: Element, shape: _Shape) -> list[Any]:
+        return _walk(element, *self.steps(shape))
 
 
 @functools.lru_cache(maxsize=4096)  # the lines of a statement share a handful of dates
-def _iso_date(text: str) -> date:
-    return date.fromisoformat(text[:10])
+def _iso_date(text: str) -> tuple[date, str]:
+    """The calendar date written in an ISODate or ISODateTime, and ``str()`` of it."""
+    day = date.fromisoformat(text[:10])
+    return day, str(day)
 
 
-def _date(text: str | None, where: str) -> date | None:
-    """The calendar date written in an ISODate or ISODateTime."""
+_NO_DAY: tuple[None, str] = (None, "None")
+
+
+def _day_and_text(text: str | None) -> tuple[date | None, str]:
+    """The date of ``text`` (``None`` for none) and the text a line key makes of it."""
     if text is None:
-        return None
+        return _NO_DAY
     try:
         return _iso_date(text)
     except ValueError:
-        raise StatementInvalid(f"{where}: {text!r} is not a date") from None
+        raise _Bad(f"{text!r} is not a date") from None
 
 
-def _date_at(texts: Texts, path: str, where: str) -> date | None:
-    """A date choice at ``path``: ``path/Dt`` or ``path/DtTm``."""
-    return _date(texts.get(path + "/Dt") or texts.get(path + "/DtTm"), where)
+def _day(text: str | None) -> date | None:
+    return _day_and_text(text)[0]
+
+
+def _date(text: str | None, where: str) -> date | None:
+    try:
+        return _day(text)
+    except _Bad as bad:
+        raise StatementInvalid(f"{where}: {bad}") from None
+
+
+# Amt's Ccy attribute as written -> (currency, decimals); only plain three-letter codes
+# are kept, so the table stays small whatever a file holds.
+_UNITS: dict[str | None, tuple[str, int]] = {}
+
+
+def _money(element: Element | None) -> tuple[int, str]:
+    """An ``<Amt Ccy="...">`` (or ``<TtlAmt>``) as (minor units, currency)."""
+    if element is None or (text := element.text) is None:
+        raise _Bad("the amount is missing")
+    written = element.get("Ccy")
+    try:
+        unit = _UNITS.get(written)
+        if unit is None:
+            currency = (written or "").strip()
+            unit = currency, minor_unit_exponent(currency)
+            if written == currency:
+                _UNITS[written] = unit
+        return decimal_text_to_minor(text, unit[1]), unit[0]
+    except MoneyTextInvalid as error:
+        raise _Bad(str(error)) from None
 
 
 def _amount(element: Element | None, where: str) -> tuple[int, str]:
-    """An ``<Amt Ccy="...">`` (or ``<TtlAmt>``) as (minor units, currency)."""
-    if element is None or element.text is None:
-        raise StatementInvalid(f"{where}: the amount is missing")
-    currency = (element.get("Ccy") or "").strip()
     try:
-        return decimal_text_to_minor(element.text, minor_unit_exponent(currency)), currency
-    except MoneyTextInvalid as error:
-        raise StatementInvalid(f"{where}: {error}") from None
+        return _money(element)
+    except _Bad as bad:
+        raise StatementInvalid(f"{where}: {bad}") from None
 
 
-def _direction(text: str | None, where: str) -> CreditDebit:
+def _direction(text: str | None) -> CreditDebit:
     direction = _DIRECTIONS.get(text or "")
     if direction is None:
-        raise StatementInvalid(f"{where}: CdtDbtInd {text!r} is neither CRDT nor DBIT")
+        raise _Bad(f"CdtDbtInd {text!r} is neither CRDT nor DBIT")
     return direction
 
 
-def _optional_direction(text: str | None, where: str) -> CreditDebit | None:
-    return None if text is None else _direction(text, where)
-
-
-def _reversal(text: str | None, where: str) -> bool:
+def _reversal(text: str | None) -> bool:
     value = _BOOLEANS.get((text or "false").lower())
     if value is None:
-        raise StatementInvalid(f"{where}: RvslInd {text!r} is not a boolean")
+        raise _Bad(f"RvslInd {text!r} is not a boolean")
     return value
 
 
@@ -286,17 +355,18 @@ def _line_references(
 
 
 def _balance(tags: _Tags, element: Element, where: str, notes: list[str]) -> Balance:
-    found = tags.read(element, _BALANCE)
-    texts = found.texts
-    code = texts.get("Tp/CdOrPrtry/Cd") or texts.get("Tp/CdOrPrtry/Prtry") or ""
+    code, proprietary, indicator, day, moment, amount_element = tags.read(element, _BALANCE)
+    code = code or proprietary or ""
     where = f"{where}, balance {code}"
-    amount, currency = _amount(found.elements.get("Amt"), where)
-    indicator = texts.get("CdtDbtInd")
-    if indicator is None:
-        notes.append(f"balance {code} has no CdtDbtInd: read as a credit")
-    elif _direction(indicator, where) == "DBIT":
-        amount = -amount
-    when = _date_at(texts, "Dt", where)
+    amount, currency = _amount(amount_element, where)
+    try:
+        if indicator is None:
+            notes.append(f"balance {code} has no CdtDbtInd: read as a credit")
+        elif _direction(indicator) == "DBIT":
+            amount = -amount
+        when = _day(day or moment)
+    except _Bad as bad:
+        raise StatementInvalid(f"{where}: {bad}") from None
     return Balance(type_code=code, amount_fen=amount, currency=currency, date=when)
 
 
@@ -317,17 +387,17 @@ class _Header:
 def _header(
     tags: _Tags, statement: Element, entry: Element | None, created: date | None
 ) -> _Header:
-    found = tags.read(statement, _HEADER)
-    texts = found.texts
-    statement_id = texts.get("Id")
+    statement_id, created_at, from_at, to_at, currency, iban, other_id, balance_elements = (
+        tags.read(statement, _HEADER)
+    )
     if statement_id is None:
         raise StatementInvalid("a <Stmt> has no <Id>")
     where = f"statement {statement_id}"
     notes: list[str] = []
-    balances = [_balance(tags, b, where, notes) for b in found.many.get("Bal", ())]
-    entry_amount = None if entry is None else next(entry.iterchildren(tags.tag("Amt")), None)
+    balances = [_balance(tags, b, where, notes) for b in balance_elements or ()]
+    entry_amount = None if entry is None else next(entry.iterchildren(tags.amount), None)
     currency = (
-        texts.get("Acct/Ccy")
+        currency
         or next((b.currency for b in balances), None)
         or (None if entry_amount is None else entry_amount.get("Ccy"))
     )
@@ -336,119 +406,224 @@ def _header(
         notes.append("no currency anywhere in the statement: XXX")
     return _Header(
         statement_id=statement_id,
-        account=texts.get("Acct/Id/IBAN") or texts.get("Acct/Id/Othr/Id"),
+        account=iban or other_id,
         currency=currency,
-        from_date=_date(texts.get("FrToDt/FrDtTm"), where),
-        to_date=_date(texts.get("FrToDt/ToDtTm"), where),
-        created=_date(texts.get("CreDtTm"), where) or created,
+        from_date=_date(from_at, where),
+        to_date=_date(to_at, where),
+        created=_date(created_at, where) or created,
         balances=balances,
         notes=notes,
     )
 
 
-def _batch(tags: _Tags, element: Element, where: str) -> Batch:
-    found = tags.read(element, _BATCH)
-    count = found.texts.get("NbOfTxs")
-    if count is not None and not count.isdigit():
-        raise StatementInvalid(f"{where}: NbOfTxs {count!r} is not a number")
-    total = found.elements.get("TtlAmt")
-    total_fen, currency = (None, None) if total is None else _amount(total, where)
+def _batch(tags: _Tags, element: Element) -> Batch:
+    count, indicator, total = tags.read(element, _BATCH)
+    if count is not None and not count.isdecimal():  # what int() reads
+        raise _Bad(f"NbOfTxs {count!r} is not a number")
+    total_fen, currency = (None, None) if total is None else _money(total)
     return Batch(
         number_of_transactions=None if count is None else int(count),
         total_fen=total_fen,
         currency=currency,
-        credit_debit=_optional_direction(found.texts.get("CdtDbtInd"), where),
+        credit_debit=None if indicator is None else _direction(indicator),
     )
 
 
-def _transaction_amount(elements: Elements, where: str) -> tuple[int | None, str | None]:
-    """TxDtls/Amt (from .001.04 on), else AmtDtls/TxAmt/Amt, else AmtDtls/InstdAmt/Amt."""
-    for path in ("Amt", "AmtDtls/TxAmt/Amt", "AmtDtls/InstdAmt/Amt"):
-        amount = elements.get(path)
-        if amount is not None:
-            return _amount(amount, where)
-    return None, None
+def _detail_amount(tags: _Tags, details: list[Element]) -> Element | None:
+    """AmtDtls/TxAmt/Amt, else AmtDtls/InstdAmt/Amt (each the first in the document)."""
+    steps, size = tags.steps(_AMOUNT_DETAILS)
+    instructed = None
+    for element in details:
+        transaction, instructed_here = _walk(element, steps, size)
+        if transaction is not None:
+            return transaction  # type: ignore[no-any-return]
+        if instructed is None:  # an element's truth is its number of children
+            instructed = instructed_here
+    return instructed
 
 
-def _transaction(
-    tags: _Tags, element: Element, entry: CreditDebit, where: str
-) -> TransactionDetail:
-    found = tags.read(element, _TRANSACTION)
-    texts = found.texts
-    amount_fen, currency = _transaction_amount(found.elements, where)
-    party = "RltdPties/" + ("Dbtr" if entry == "CRDT" else "Cdtr")
-    unstructured = [t for t in map(_text, found.many.get("RmtInf/Ustrd", ())) if t]
+def _transaction(tags: _Tags, element: Element, steps: _Steps, size: int) -> TransactionDetail:
+    """One TxDtls: its amount is TxDtls/Amt (from .001.04 on), else the AmtDtls one."""
+    (
+        amount_element,
+        details,
+        end_to_end,
+        instruction,
+        mandate,
+        transaction_id,
+        acct_svcr_ref,
+        indicator,
+        unstructured,
+        creditor_ref,
+        return_reason,
+        name,
+        party_name,
+        iban,
+        other_id,
+    ) = _walk(element, steps, size)
+    if amount_element is None and details is not None:
+        amount_element = _detail_amount(tags, details)
+    amount_fen, currency = (None, None) if amount_element is None else _money(amount_element)
     return TransactionDetail(
-        end_to_end_id=texts.get("Refs/EndToEndId"),
-        instruction_id=texts.get("Refs/InstrId"),
-        mandate_id=texts.get("Refs/MndtId"),
-        transaction_id=texts.get("Refs/TxId"),
-        acct_svcr_ref=texts.get("Refs/AcctSvcrRef"),
-        amount_fen=amount_fen,
-        currency=currency,
-        credit_debit=_optional_direction(texts.get("CdtDbtInd"), where),
-        counterparty_name=texts.get(party + "/Nm") or texts.get(party + "/Pty/Nm"),
-        counterparty_account=(
-            texts.get(party + "Acct/Id/IBAN") or texts.get(party + "Acct/Id/Othr/Id")
-        ),
-        remittance_info="\n".join(unstructured) or None,
-        creditor_reference=texts.get("RmtInf/Strd/CdtrRefInf/Ref"),
-        return_reason=texts.get("RtrInf/Rsn/Cd"),
-    )
-
-
-def _bank_transaction_code(texts: Texts) -> str | None:
-    """``Domn/Cd``, ``Fmly/Cd`` and ``SubFmlyCd`` as ``PMNT/RCDT/ESCT``, else ``Prtry/Cd``."""
-    domain = texts.get("BkTxCd/Domn/Cd")
-    family = texts.get("BkTxCd/Domn/Fmly/Cd")
-    sub_family = texts.get("BkTxCd/Domn/Fmly/SubFmlyCd")
-    if domain or family or sub_family:
-        return f"{domain or ''}/{family or ''}/{sub_family or ''}"
-    return texts.get("BkTxCd/Prtry/Cd")
-
-
-def _entry(
-    tags: _Tags, element: Element, line: int, header: _Header, keys: LineKeys
-) -> StatementLine:
-    where = f"statement {header.statement_id}, line {line}"
-    found = tags.read(element, _ENTRY)
-    texts = found.texts
-    amount_fen, currency = _amount(found.elements.get("Amt"), where)
-    direction = _direction(texts.get("CdtDbtInd"), where)
-    many = found.many
-    batches = tuple([_batch(tags, b, where) for b in many.get("NtryDtls/Btch", ())])
-    transactions = tuple(
-        [_transaction(tags, t, direction, where) for t in many.get("NtryDtls/TxDtls", ())]
-    )
-    end_to_end, account, name, remittance = _line_references(transactions)
-    booked = _date_at(texts, "BookgDt", where)
-    valued = _date_at(texts, "ValDt", where)
-    reversal = _reversal(texts.get("RvslInd"), where)
-    bank_ref, entry_ref = texts.get("AcctSvcrRef"), texts.get("NtryRef")
-    tx_refs = ",".join([t.transaction_id or t.acct_svcr_ref or "" for t in transactions])
-    material = (header.account, currency, bank_ref, entry_ref, booked, valued, direction)
-    return StatementLine(
-        line=line,
-        key=keys.next((*material, amount_fen, reversal, end_to_end, tx_refs)),
-        booking_date=booked,
-        value_date=valued,
-        amount_fen=amount_fen,
-        currency=currency,
-        credit_debit=direction,
-        reversal=reversal,
-        status=texts.get("Sts") or texts.get("Sts/Cd") or texts.get("Sts/Prtry"),
-        acct_svcr_ref=bank_ref,
-        entry_ref=entry_ref,
-        bank_transaction_code=_bank_transaction_code(texts),
-        batches=batches,
-        transactions=transactions,
         end_to_end_id=end_to_end,
-        counterparty_account=account,
-        counterparty_name=name,
-        remittance_info=remittance,
-        additional_info=texts.get("AddtlNtryInf"),
-        own_account=header.account,
+        instruction_id=instruction,
+        mandate_id=mandate,
+        transaction_id=transaction_id,
+        acct_svcr_ref=acct_svcr_ref,
+        amount_fen=amount_fen,
+        currency=currency,
+        credit_debit=None if indicator is None else _direction(indicator),
+        counterparty_name=name or party_name,
+        counterparty_account=iban or other_id,
+        remittance_info=None if unstructured is None else "\n".join(unstructured),
+        creditor_reference=creditor_ref,
+        return_reason=return_reason,
     )
+
+
+class _Reader:
+    """Reads the stream of completed ``<Ntry>`` and ``<Stmt>`` elements into lines, and
+    statements when ``keep`` (else the lines are only counted)."""
+
+    def __init__(self, tags: _Tags, max_lines: int, *, keep: bool = True) -> None:
+        self.tags = tags
+        self.max_lines = max_lines
+        self.keep = keep
+        self.keys = LineKeys()
+        self.message_id: str | None = None
+        self.created: date | None = None
+        self.statements: list[Statement] = []
+        self.statement_count = 0
+        self.current: Element | None = None
+        self.header: _Header | None = None
+        self.lines: list[StatementLine] = []
+        self.line_count = 0
+        self.transaction_count = 0
+        self.entry_steps = tags.steps(_ENTRY)
+        self.transaction_steps = {
+            "CRDT": tags.steps(_CREDIT_TRANSACTION),
+            "DBIT": tags.steps(_DEBIT_TRANSACTION),
+        }
+
+    def group_header(self, element: Element) -> None:
+        """MsgId and CreDtTm of GrpHdr (complete before the first statement arrives)."""
+        message_id, created = self.tags.read(element.getroottree().getroot(), _GROUP_HEADER)
+        self.message_id = message_id
+        self.created = _date(created, "GrpHdr")
+
+    def _open(self, statement: Element, first_entry: Element | None) -> _Header:
+        parent = statement.getparent()
+        if statement.tag != self.tags.tag("Stmt") or parent is None:
+            raise StatementInvalid("an <Ntry> outside a <Stmt>")
+        if parent.tag != self.tags.tag("BkToCstmrStmt") or parent.getparent() is None:
+            raise StatementInvalid("a <Stmt> outside Document/BkToCstmrStmt")
+        if self.statement_count >= MAX_STATEMENTS:
+            raise StatementInvalid(f"more than {MAX_STATEMENTS} statements in one message")
+        self.current, self.lines = statement, []
+        self.header = _header(self.tags, statement, first_entry, self.created)
+        return self.header
+
+    def entry(self, element: Element) -> StatementLine:
+        parent = element.getparent()
+        if parent is None:
+            raise StatementInvalid("an <Ntry> outside a <Stmt>")
+        header = self.header if parent is self.current else None
+        header = header or self._open(parent, element)
+        self.line_count += 1
+        if self.line_count > self.max_lines:
+            raise StatementInvalid(f"more than {self.max_lines} entries in one file")
+        try:
+            line = self._line(element, self.line_count, header)
+        except _Bad as bad:
+            where = f"statement {header.statement_id}, line {self.line_count}"
+            raise StatementInvalid(f"{where}: {bad}") from None
+        self.transaction_count += len(line.transactions)
+        if self.transaction_count > MAX_TRANSACTIONS:
+            raise StatementInvalid(f"more than {MAX_TRANSACTIONS} TxDtls in one file")
+        if self.keep:
+            self.lines.append(line)
+        _release(element, parent, self.tags.entry)
+        return line
+
+    def _line(self, element: Element, line: int, header: _Header) -> StatementLine:
+        """One ``<Ntry>``; a field that cannot be read raises ``_Bad``."""
+        (
+            amount_element,
+            indicator,
+            reversal_text,
+            status,
+            status_code,
+            status_other,
+            bank_ref,
+            entry_ref,
+            additional,
+            booked_day,
+            booked_at,
+            valued_day,
+            valued_at,
+            domain,
+            family,
+            sub_family,
+            proprietary_code,
+            batch_elements,
+            tx_elements,
+        ) = _walk(element, *self.entry_steps)
+        amount_fen, currency = _money(amount_element)
+        direction = _direction(indicator)
+        tags = self.tags
+        batches = () if batch_elements is None else tuple([_batch(tags, b) for b in batch_elements])
+        if tx_elements is None:
+            transactions: tuple[TransactionDetail, ...] = ()
+            end_to_end = account = name = remittance = None
+            tx_refs = ""
+        else:
+            steps, size = self.transaction_steps[direction]
+            transactions = tuple([_transaction(tags, t, steps, size) for t in tx_elements])
+            end_to_end, account, name, remittance = _line_references(transactions)
+            tx_refs = ",".join([t.transaction_id or t.acct_svcr_ref or "" for t in transactions])
+        booked, booked_text = _day_and_text(booked_day or booked_at)
+        valued, valued_text = _day_and_text(valued_day or valued_at)
+        reversal = _reversal(reversal_text)
+        own = header.account
+        if domain or family or sub_family:
+            code = f"{domain or ''}/{family or ''}/{sub_family or ''}"
+        else:
+            code = proprietary_code  # PMNT/RCDT/ESCT, else the bank's own code
+        key = self.keys.of_text(  # the text LineKeys.next makes of the same fields
+            f"{own}\x1f{currency}\x1f{bank_ref}\x1f{entry_ref}\x1f{booked_text}\x1f{valued_text}"
+            f"\x1f{direction}\x1f{amount_fen}\x1f{reversal}\x1f{end_to_end}\x1f{tx_refs}"
+        )
+        return StatementLine(
+            line=line,
+            key=key,
+            booking_date=booked,
+            value_date=valued,
+            amount_fen=amount_fen,
+            currency=currency,
+            credit_debit=direction,
+            reversal=reversal,
+            status=status or status_code or status_other,
+            acct_svcr_ref=bank_ref,
+            entry_ref=entry_ref,
+            bank_transaction_code=code,
+            batches=batches,
+            transactions=transactions,
+            end_to_end_id=end_to_end,
+            counterparty_account=account,
+            counterparty_name=name,
+            remittance_info=remittance,
+            additional_info=additional,
+            own_account=own,
+        )
+
+    def statement(self, element: Element) -> None:
+        header = self.header if element is self.current else None
+        header = header or self._open(element, None)
+        self.statement_count += 1
+        if self.keep:
+            self.statements.append(_close(header, self.lines))
+        self.current, self.header, self.lines = None, None, []
+        element.clear()
 
 
 def _close(header: _Header, lines: Sequence[StatementLine]) -> Statement:
@@ -468,69 +643,11 @@ def _close(header: _Header, lines: Sequence[StatementLine]) -> Statement:
     )
 
 
-class _Reader:
-    """Collects statements from the stream of completed ``<Ntry>`` and ``<Stmt>`` elements."""
-
-    def __init__(self, tags: _Tags, max_lines: int) -> None:
-        self.tags = tags
-        self.max_lines = max_lines
-        self.keys = LineKeys()
-        self.message_id: str | None = None
-        self.created: date | None = None
-        self.statements: list[Statement] = []
-        self.current: Element | None = None
-        self.header: _Header | None = None
-        self.lines: list[StatementLine] = []
-        self.line_count = 0
-        self.transaction_count = 0
-
-    def group_header(self, element: Element) -> None:
-        """MsgId and CreDtTm of GrpHdr (complete before the first statement arrives)."""
-        texts = self.tags.read(element.getroottree().getroot(), _GROUP_HEADER).texts
-        self.message_id = texts.get("BkToCstmrStmt/GrpHdr/MsgId")
-        self.created = _date(texts.get("BkToCstmrStmt/GrpHdr/CreDtTm"), "GrpHdr")
-
-    def _open(self, statement: Element, first_entry: Element | None) -> _Header:
-        parent = statement.getparent()
-        if statement.tag != self.tags.tag("Stmt") or parent is None:
-            raise StatementInvalid("an <Ntry> outside a <Stmt>")
-        if parent.tag != self.tags.tag("BkToCstmrStmt") or parent.getparent() is None:
-            raise StatementInvalid("a <Stmt> outside Document/BkToCstmrStmt")
-        if len(self.statements) >= MAX_STATEMENTS:
-            raise StatementInvalid(f"more than {MAX_STATEMENTS} statements in one message")
-        self.current, self.lines = statement, []
-        self.header = _header(self.tags, statement, first_entry, self.created)
-        return self.header
-
-    def entry(self, element: Element) -> None:
-        parent = element.getparent()
-        if parent is None:
-            raise StatementInvalid("an <Ntry> outside a <Stmt>")
-        header = self.header if parent is self.current else None
-        header = header or self._open(parent, element)
-        self.line_count += 1
-        if self.line_count > self.max_lines:
-            raise StatementInvalid(f"more than {self.max_lines} entries in one file")
-        line = _entry(self.tags, element, self.line_count, header, self.keys)
-        self.transaction_count += len(line.transactions)
-        if self.transaction_count > MAX_TRANSACTIONS:
-            raise StatementInvalid(f"more than {MAX_TRANSACTIONS} TxDtls in one file")
-        self.lines.append(line)
-        _release(element, parent)
-
-    def statement(self, element: Element) -> None:
-        header = self.header if element is self.current else None
-        header = header or self._open(element, None)
-        self.statements.append(_close(header, self.lines))
-        self.current, self.header, self.lines = None, None, []
-        element.clear()
-
-
-def _release(entry: Element, statement: Element) -> None:
+def _release(entry: Element, statement: Element, entry_tag: str) -> None:
     """Free a read entry, and the one before it (lxml may still hold the current one)."""
     entry.clear()
     previous = entry.getprevious()
-    if previous is not None and previous.tag == entry.tag:
+    if previous is not None and previous.tag == entry_tag:
         statement.remove(previous)
 
 
@@ -551,6 +668,26 @@ def _sniff(data: bytes) -> tuple[str, _Tags]:
     return match.group(1), _Tags(name.namespace or "")
 
 
+def _read(data: bytes, reader: _Reader) -> Iterator[StatementLine]:
+    """Every entry of the document as a line, in file order, with the statements closed
+    on ``reader`` as their ends arrive."""
+    tags = reader.tags
+    entry_tag = tags.entry
+    stream = _parser_stream(data, ("end",), (entry_tag, tags.tag("Stmt")))
+    try:
+        for count, (_event, element) in enumerate(stream):
+            if count == 0:
+                reader.group_header(element)
+            if element.tag == entry_tag:
+                yield reader.entry(element)
+            else:
+                reader.statement(element)
+    except etree.XMLSyntaxError as error:
+        raise StatementInvalid(f"not well-formed XML: {error}") from None
+    if not reader.statement_count:
+        raise StatementInvalid("a camt.053 document holds at least one <Stmt>")
+
+
 def parse_camt053(data: bytes, *, max_lines: int = MAX_LINES) -> ParsedStatement:
     """Every statement, balance, entry and TxDtls of a camt.053 message (see the module
     docstring for the field choices). Raises ``StatementInvalid`` for XML that is not
@@ -558,23 +695,26 @@ def parse_camt053(data: bytes, *, max_lines: int = MAX_LINES) -> ParsedStatement
     amount (more decimals than the currency has), or more than ``max_lines`` entries."""
     format_name, tags = _sniff(data)
     reader = _Reader(tags, max_lines)
-    entry_tag = tags.tag("Ntry")
-    stream = _parser_stream(data, ("end",), (entry_tag, tags.tag("Stmt")))
-    try:
-        for count, (_event, element) in enumerate(stream):
-            if count == 0:
-                reader.group_header(element)
-            if element.tag == entry_tag:
-                reader.entry(element)
-            else:
-                reader.statement(element)
-    except etree.XMLSyntaxError as error:
-        raise StatementInvalid(f"not well-formed XML: {error}") from None
-    if not reader.statements:
-        raise StatementInvalid("a camt.053 document holds at least one <Stmt>")
+    for _line in _read(data, reader):
+        pass
     return ParsedStatement(
         file_sha256=file_sha256(data),
         format=format_name,
         statements=tuple(reader.statements),
         message_id=reader.message_id,
     )
+
+
+def iter_statement_lines(
+    data: bytes, *, max_bytes: int = MAX_STATEMENT_BYTES, max_lines: int = MAX_LINES
+) -> Iterator[StatementLine]:
+    """The lines ``parse_statement`` gives for a camt.053 file (the same numbers, keys and
+    fields), one at a time in file order, keeping none: for an import that stores lines as
+    it reads them, in flat memory. The statements, their balances and checks are not built
+    (``parse_statement`` has them). An empty, oversized or non-camt.053 file is refused
+    here, before the first line; a file that turns out unreadable further on raises
+    ``StatementInvalid`` from the iteration, after the lines before the fault were yielded,
+    so a caller that must store all or nothing stores them in one transaction."""
+    check_statement_bytes(data, max_bytes)
+    _format_name, tags = _sniff(data)
+    return _read(data, _Reader(tags, max_lines, keep=False))

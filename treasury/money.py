@@ -62,10 +62,26 @@ def _to_minor(whole: str, fraction: str | None, exponent: int, text: str) -> int
     return int(whole) * scale + int(fraction.ljust(exponent, "0") or "0")
 
 
+_SCALES: tuple[int, ...] = (1, 10, 100, 1000, 10000)  # 10**decimals, as ISO 4217 has them
+
+
 def decimal_text_to_minor(text: str, exponent: int) -> int:
     """ISO 20022 amount text (``1405.31``, ``200``, ``88667.8``) as non-negative minor units.
 
     No sign, no separators, no exponent notation; surrounding whitespace is allowed."""
+    # ASCII digits, a point, at most ``exponent`` more digits, 18 digits in all: the text
+    # of nearly every amount, read by str methods; anything else takes the full rules below.
+    whole, point, fraction = text.partition(".")
+    if (
+        0 <= exponent < len(_SCALES)
+        and whole.isascii()
+        and whole.isdigit()
+        and len(whole) + exponent <= MAX_AMOUNT_DIGITS
+    ):
+        if not point:
+            return int(whole) * _SCALES[exponent]
+        if fraction.isascii() and fraction.isdigit() and len(fraction) <= exponent:
+            return int(whole + fraction) * _SCALES[exponent - len(fraction)]
     match = _PLAIN.fullmatch(text.strip())
     if match is None:
         raise MoneyTextInvalid(f"{text!r} is not a decimal amount")

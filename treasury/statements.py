@@ -209,12 +209,19 @@ class LineKeys:
         self._seen: dict[str, int] = {}
 
     def next(self, material: Sequence[object]) -> str:
-        text = "\x1f".join(map(str, material))  # None becomes "None": stable, that is enough
-        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=LINE_KEY_HEX_LEN // 2)
-        base = digest.hexdigest()
-        occurrence = self._seen.get(base, 0)
+        # None becomes "None": stable, that is enough
+        return self.of_text("\x1f".join(map(str, material)))
+
+    def of_text(self, text: str) -> str:
+        """The key of a line whose material ``next`` would join into ``text`` (a parser
+        that formats the fields itself saves the tuple)."""
+        base = hashlib.blake2b(text.encode(), digest_size=LINE_KEY_HEX_LEN // 2).hexdigest()
+        occurrence = self._seen.get(base)
+        if occurrence is None:
+            self._seen[base] = 1
+            return base
         self._seen[base] = occurrence + 1
-        return base if occurrence == 0 else f"{base[: LINE_KEY_HEX_LEN - 6]}#{occurrence:05d}"
+        return f"{base[: LINE_KEY_HEX_LEN - 6]}#{occurrence:05d}"
 
 
 def _pick_balance(balances: Sequence[Balance], codes: Sequence[str]) -> Balance | None:
@@ -311,6 +318,14 @@ def _looks_like_xml(data: bytes) -> bool:
     return head.startswith(b"<")
 
 
+def check_statement_bytes(data: bytes, max_bytes: int = MAX_STATEMENT_BYTES) -> None:
+    """Refuse an empty (or blank) file and one over ``max_bytes``."""
+    if not data or data.isspace():  # not data.strip(): that copies the whole file
+        raise StatementInvalid("the statement file is empty")
+    if len(data) > max_bytes:
+        raise StatementInvalid(f"the statement file is over {max_bytes} bytes")
+
+
 def parse_statement(
     data: bytes,
     content_type: str,
@@ -326,10 +341,7 @@ def parse_statement(
     # Imported here: the parsers build this module's types, so they import it first.
     from treasury import bank_csv, camt053
 
-    if not data.strip():
-        raise StatementInvalid("the statement file is empty")
-    if len(data) > max_bytes:
-        raise StatementInvalid(f"the statement file is over {max_bytes} bytes")
+    check_statement_bytes(data, max_bytes)
     media = _media_type(content_type)
     if media in SNIFF_TYPES:
         media = "application/xml" if _looks_like_xml(data) else "text/csv"
