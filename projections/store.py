@@ -42,6 +42,9 @@ Key = tuple[Any, ...]
 
 _NAME_RE = re.compile(r"[a-z_]+")
 
+# Parameters in one IN list: well under SQLite's 32,766 and PostgreSQL's 65,535.
+_IN_LIST_CHUNK = 1_000
+
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: each is a constant
 class Table:
@@ -591,15 +594,21 @@ class ViewStore:
     def open_payouts_paying(self, accounts: Sequence[str]) -> list[Row]:
         """Approved payouts no line settled yet, into any of ``accounts``: candidates for bank
         lines that name no payout."""
-        if not accounts:
-            return []
-        marks = ", ".join(["%s"] * len(accounts))
-        return self._rows(
-            f"SELECT payout_id, payee_id, bank_account, amount_fen, approved_at "
-            f"FROM {self.qualified(PAYOUTS.name)} WHERE status = 'approved' "
-            f"AND bank_account IN ({marks}) ORDER BY created_position",
-            list(accounts),
-        )
+        wanted = sorted(set(accounts))
+        found: list[Row] = []
+        for at in range(0, len(wanted), _IN_LIST_CHUNK):  # a statement may name 100,000 accounts
+            chunk = wanted[at : at + _IN_LIST_CHUNK]
+            marks = ", ".join(["%s"] * len(chunk))
+            found += self._rows(
+                f"SELECT payout_id, payee_id, bank_account, amount_fen, approved_at, "
+                f"created_position FROM {self.qualified(PAYOUTS.name)} "
+                f"WHERE status = 'approved' AND bank_account IN ({marks})",
+                chunk,
+            )
+        found.sort(key=lambda row: int(row["created_position"]))
+        for row in found:
+            del row["created_position"]
+        return found
 
     def line_key(self, bank_line_id: str) -> tuple[str, int] | None:
         """A bank line's key in the views (its statement and line) from its aggregate id."""

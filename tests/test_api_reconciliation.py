@@ -220,6 +220,21 @@ def test_one_payout_of_the_amount_into_the_account_is_only_suggested_until_confi
     assert (report["matched"], report["suggested"]) == (1, 0)
 
 
+def test_the_candidates_are_found_among_more_accounts_than_one_query_may_name(
+    approved: tuple[Api, list[dict[str, Any]]],
+) -> None:
+    """A statement of 100,000 lines can name as many accounts: more than SQLite's 32,766 or
+    PostgreSQL's 65,535 parameters in one query."""
+    api, payouts = approved
+    api.app.reader.at_least(None)
+    accounts = [f"6222{n:012d}" for n in range(70_000)] + [ACCOUNT_2, ACCOUNT]
+
+    found = api.app.reader.store.open_payouts_paying(accounts)
+
+    assert [row["payout_id"] for row in found] == [p["id"] for p in payouts]
+    assert {row["bank_account"] for row in found} == {ACCOUNT, ACCOUNT_2}
+
+
 def test_an_unmatched_line_can_be_matched_by_hand_and_both_queues_show_their_age(
     approved: tuple[Api, list[dict[str, Any]]],
 ) -> None:
