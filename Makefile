@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint bench bench-http bench-projections bench-audit bench-reconcile demo clean
+.PHONY: run test lint bench bench-http bench-locust bench-projections bench-audit bench-reconcile demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,8 +53,13 @@ bench-audit: $(VENV)/.installed-dev
 bench-reconcile: $(VENV)/.installed-dev
 	scripts/with-postgres.sh $(BIN)/python -m benchmarks.reconcile
 
-## bench-http: redemptions per second over HTTP (locust, 16 users) on a throwaway PostgreSQL.
+## bench-http: pgbench, then wrk writes and reads against the served API, on a throwaway PostgreSQL.
 bench-http: $(VENV)/.installed-dev
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	scripts/with-postgres.sh $(BIN)/python -m benchmarks.http_wrk
+
+## bench-locust: the user scenarios of load_tests/locustfile.py over HTTP (16 users).
+bench-locust: $(VENV)/.installed-dev
 	$(BIN)/pip install -q -e '.[dev,load]'
 	scripts/with-postgres.sh $(BIN)/python -m benchmarks.http
 

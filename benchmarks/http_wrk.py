@@ -1,0 +1,245 @@
+"""The served API beside pgbench, measured with wrk: redemptions and reads per second, p50/p99.
+
+    DATABASE_URL=postgresql://... python -m benchmarks.http_wrk [--seconds 20] [--connections 16]
+        [--workers N] [--threads T]
+
+In one run on one PostgreSQL: pgbench's 4-row insert transaction at 8 clients (the yardstick),
+then the real ``voucher-ledger serve`` (its projector running) on a free port of 127.0.0.1,
+seeded over HTTP as benchmarks/http.py does (200 vouchers, 200 enterprises, 20 providers), then
+``wrk -t2 -c16`` for writes (benchmarks/wrk_redeem.lua: a fresh contract and invoice number
+every time, at random over the vouchers and providers) and for reads (benchmarks/wrk_read.lua:
+vouchers, balances and payables, a third each, every answer compared with the one read after
+the writes at their position). wrk's client costs little CPU, so the figure is the server's;
+it shares the machine's cores with the server, its projector and PostgreSQL, as users would.
+
+Prints each rate with p50/p99, its status counts and its ratio to pgbench, and the issue's
+targets (writes >= 0.6 x pgbench with p99 <= 50 ms; reads >= 1.5 x with p99 <= 20 ms). Exits 1
+on anything wrong: a 5xx, a 409 (every contract is fresh), a socket error or a read whose
+answer is not what the writes before it left."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from benchmarks.common import drop_database, fresh_database_url
+from benchmarks.http import free_port, seed, server_problems, start_server, stop_server, wait_healthy
+from benchmarks.redeem import pgbench_tps
+
+HERE = Path(__file__).resolve().parent
+PGBENCH_CLIENTS = 8
+WRK_THREADS = 2
+VOUCHERS = 200
+PAYABLES_PAGE = 20
+TARGETS = {"writes": (0.6, 50.0), "reads": (1.5, 20.0)}  # ratio to pgbench, p99 ms
+
+
+@dataclass(frozen=True)
+class WrkRun:
+    name: str
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    socket_errors: int
+    mismatches: int
+    statuses: dict[int, int]
+
+    @property
+    def ok_per_s(self) -> float:
+        ok = sum(n for s, n in self.statuses.items() if 200 <= s < 300)
+        return ok / self.seconds
+
+    def problems(self) -> list[str]:
+        found = [f"{n} answers {s}" for s, n in sorted(self.statuses.items()) if s >= 300]
+        if self.socket_errors:
+            found.append(f"{self.socket_errors} socket errors")
+        if self.mismatches:
+            found.append(f"{self.mismatches} answers unlike what the writes left")
+        return found
+
+
+def lua_string(text: str) -> str:
+    """A Lua long-bracket string holding ``text`` exactly (no escapes to get wrong)."""
+    level = 0
+    while f"]{'=' * level}]" in text:
+        level += 1
+    eq = "=" * level
+    return f"[{eq}[\n{text}]{eq}]"
+
+
+def lua_list(items: list[str]) -> str:
+    return "{" + ",\n".join(items) + "}"
+
+
+def run_wrk(
+    name: str, script: str, data: Path, base: str, seconds: int, connections: int
+) -> WrkRun:
+    command = [
+        "wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+        "-s", str(HERE / script), base,
+    ]  # fmt: skip
+    env = {**os.environ, "LEDGER_WRK_DATA": str(data)}
+    out = subprocess.run(
+        command, env=env, capture_output=True, text=True, check=True, timeout=seconds + 60
+    ).stdout
+    line = next((x for x in out.splitlines() if x.startswith("WRK-JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no figures:\n{out}")
+    figures = json.loads(line.removeprefix("WRK-JSON "))
+    return WrkRun(
+        name=name,
+        requests=figures["requests"],
+        seconds=figures["duration_us"] / 1e6,
+        p50_ms=figures["p50_us"] / 1000,
+        p99_ms=figures["p99_us"] / 1000,
+        max_ms=figures["max_us"] / 1000,
+        socket_errors=figures["socket_errors"],
+        mismatches=figures["mismatches"],
+        statuses={int(s): n for s, n in figures["statuses"].items()},
+    )
+
+
+def write_data(work: Path, data: dict[str, Any]) -> Path:
+    path = work / "redeem-data.lua"
+    vouchers = lua_list([lua_string(v) for v in data["vouchers"]])
+    tokens = lua_list([lua_string(p["token"]) for p in data["providers"]])
+    path.write_text(
+        f"vouchers = {vouchers}\nproviders = {tokens}\n"
+        f"service_date = {lua_string(data['service_date'])}\n"
+    )
+    return path
+
+
+def read_data(work: Path, base: str, data: dict[str, Any]) -> tuple[Path, int]:
+    """The reads wrk makes, each with the answer it must get: read here once the views include
+    the last write (``min_position`` = the log's head), while nothing writes any more."""
+    year = data["fiscal_year"]
+    officer, treasury = data["officer_token"], data["treasury_token"]
+    kinds: dict[str, list[tuple[str, str]]] = {
+        "vouchers": [(f"/v1/vouchers/{v}", officer) for v in data["vouchers"]],
+        "balances": [
+            (f"/v1/institutions/{p['id']}/balances?fiscal_year={year}", p["token"])
+            for p in data["providers"]
+        ]
+        + [
+            (f"/v1/institutions/{e}/balances?fiscal_year={year}", officer)
+            for e in data["enterprises"]
+        ],
+        "payables": [
+            (f"/v1/payables?provider_id={p['id']}&limit={PAYABLES_PAGE}", treasury)
+            for p in data["providers"]
+        ],
+    }
+    with httpx.Client(base_url=base, timeout=30) as client:
+        head = int(client.get("/v1/health").json()["projections"]["head"])
+        lua_kinds = []
+        for reads in kinds.values():
+            entries = []
+            for path, token in reads:
+                sep = "&" if "?" in path else "?"
+                answer = client.get(
+                    f"{path}{sep}min_position={head}", headers={"Authorization": f"Bearer {token}"}
+                )
+                if answer.status_code != 200:
+                    raise RuntimeError(f"GET {path} -> {answer.status_code} {answer.text}")
+                entries.append(
+                    "{" + ",".join(map(lua_string, (path, token, answer.text))) + "}"
+                )
+            lua_kinds.append(lua_list(entries))
+    path = work / "read-data.lua"
+    path.write_text(f"reads = {lua_list(lua_kinds)}\n")
+    return path, head
+
+
+def print_run(run: WrkRun, pgbench: float | None) -> None:
+    ratio = run.ok_per_s / pgbench if pgbench else None
+    statuses = " ".join(f"{s}:{n}" for s, n in sorted(run.statuses.items()))
+    target_ratio, target_p99 = TARGETS[run.name]
+    met = ratio is not None and ratio >= target_ratio and run.p99_ms <= target_p99
+    print(
+        f"  {run.name:<7} {run.ok_per_s:>9,.0f}/s  p50 {run.p50_ms:6.1f} ms  "
+        f"p99 {run.p99_ms:6.1f} ms  max {run.max_ms:7.1f} ms  "
+        f"ratio {ratio if ratio is None else f'{ratio:.2f}'}  statuses {statuses}  "
+        f"(target >= {target_ratio} x, p99 <= {target_p99:.0f} ms: {'met' if met else 'NOT met'})"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of writes not counted")
+    parser.add_argument("--workers", type=int, default=None, help="passed to serve")
+    parser.add_argument("--threads", type=int, default=None, help="passed to serve")
+    args = parser.parse_args()
+    base_url = os.environ.get("DATABASE_URL", "")
+    if not urlsplit(base_url).scheme.startswith("postgres"):
+        print("benchmarks.http_wrk needs DATABASE_URL=postgresql://...", file=sys.stderr)
+        return 2
+    if shutil.which("wrk") is None:
+        print("benchmarks.http_wrk needs wrk (make bench-http installs it)", file=sys.stderr)
+        return 2
+    url = fresh_database_url(base_url)
+    work = Path(tempfile.mkdtemp(prefix="ledger-bench-wrk-"))
+    pgbench = pgbench_tps(url, PGBENCH_CLIENTS, args.seconds)
+    print(f"pgbench 4-row insert, {PGBENCH_CLIENTS} clients: {pgbench or 0:,.0f} tx/s")
+    port, admin = free_port(), secrets.token_urlsafe(32)
+    base = f"http://127.0.0.1:{port}"
+    server = start_server(url, port, admin, args, work / "server.log")
+    try:
+        wait_healthy(base, server)
+        started = time.monotonic()
+        data = seed(base, admin, VOUCHERS, enterprises=200, providers=20)
+        print(f"seeded {len(data['vouchers'])} vouchers in {time.monotonic() - started:.1f} s")
+        log_bytes = (work / "server.log").stat().st_size
+        writes_data = write_data(work, data)
+        if args.warmup:
+            run_wrk("writes", "wrk_redeem.lua", writes_data, base, args.warmup, args.connections)
+        writes = run_wrk(
+            "writes", "wrk_redeem.lua", writes_data, base, args.seconds, args.connections
+        )
+        reads_data, head = read_data(work, base, data)
+        reads = run_wrk("reads", "wrk_read.lua", reads_data, base, args.seconds, args.connections)
+    finally:
+        stop_server(server)
+        drop_database(url)
+    server_5xx, joined, odd = server_problems(work / "server.log", log_bytes)
+    shape = f"workers {args.workers or 'default'}, threads {args.threads or 'default'}"
+    print(
+        f"\nwrk -t{WRK_THREADS} -c{args.connections} -d{args.seconds}s, {shape}, PostgreSQL; "
+        f"reads after the writes at position {head}"
+    )
+    for run in (writes, reads):
+        print_run(run, pgbench)
+    problems = writes.problems() + reads.problems()
+    if server_5xx:
+        problems.append(f"server log: {server_5xx} answers 5xx")
+    if joined:
+        problems.append(f"server log: {joined} lines hold several JSON objects")
+    problems += [f"server log: {line}" for line in odd[:20]]
+    for problem in problems:
+        print(f"  problem: {problem}")
+    if problems:
+        print(f"server log and wrk data kept in {work}")
+        return 1
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
