@@ -36,7 +36,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from benchmarks.common import drop_database, fresh_database_url
-from benchmarks.http import free_port, seed, server_problems, start_server, stop_server, wait_healthy
+from benchmarks.http import (
+    free_port,
+    seed,
+    server_problems,
+    start_server,
+    stop_server,
+    wait_healthy,
+)
 from benchmarks.redeem import pgbench_tps
 
 HERE = Path(__file__).resolve().parent
@@ -157,9 +164,7 @@ def read_data(work: Path, base: str, data: dict[str, Any]) -> tuple[Path, int]:
                 )
                 if answer.status_code != 200:
                     raise RuntimeError(f"GET {path} -> {answer.status_code} {answer.text}")
-                entries.append(
-                    "{" + ",".join(map(lua_string, (path, token, answer.text))) + "}"
-                )
+                entries.append("{" + ",".join(map(lua_string, (path, token, answer.text))) + "}")
             lua_kinds.append(lua_list(entries))
     path = work / "read-data.lua"
     path.write_text(f"reads = {lua_list(lua_kinds)}\n")
