@@ -487,7 +487,12 @@ class ViewStore:
         raise NotImplementedError
 
     def _tracking_now(self, cursor: Any) -> int | None:
+        """The position, read by a transaction that will move it (locked till it ends)."""
         raise NotImplementedError
+
+    def _tracking_seen(self, cursor: Any) -> int | None:
+        """The position as last committed, for a reader: it takes no lock."""
+        return self._tracking_now(cursor)
 
     def _reset_tracking(self, cursor: Any) -> None:
         raise NotImplementedError
@@ -529,7 +534,7 @@ class ViewStore:
     def position(self) -> int:
         """The last log position applied to the views (0: none)."""
         with self._read() as c:
-            return self._tracking_now(c) or 0
+            return self._tracking_seen(c) or 0
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[Row]:
         with self._read() as c:
@@ -594,21 +599,26 @@ class ViewStore:
     def open_payouts_paying(self, accounts: Sequence[str]) -> list[Row]:
         """Approved payouts no line settled yet, into any of ``accounts``: candidates for bank
         lines that name no payout."""
-        wanted = sorted(set(accounts))
         found: list[Row] = []
-        for at in range(0, len(wanted), _IN_LIST_CHUNK):  # a statement may name 100,000 accounts
-            chunk = wanted[at : at + _IN_LIST_CHUNK]
-            marks = ", ".join(["%s"] * len(chunk))
+        for condition, params in self._any_of("bank_account", sorted(set(accounts))):
             found += self._rows(
                 f"SELECT payout_id, payee_id, bank_account, amount_fen, approved_at, "
                 f"created_position FROM {self.qualified(PAYOUTS.name)} "
-                f"WHERE status = 'approved' AND bank_account IN ({marks})",
-                chunk,
+                f"WHERE status = 'approved' AND {condition}",
+                params,
             )
         found.sort(key=lambda row: int(row["created_position"]))
         for row in found:
             del row["created_position"]
         return found
+
+    def _any_of(self, column: str, values: list[str]) -> Iterator[tuple[str, list[Any]]]:
+        """``column`` equal to any of ``values``, as (condition, parameters) for as many queries
+        as the parameters need: a statement may name 100,000 accounts, and a query may bind at
+        most 65,535 parameters on PostgreSQL (32,766 on SQLite)."""
+        for at in range(0, len(values), _IN_LIST_CHUNK):
+            chunk = values[at : at + _IN_LIST_CHUNK]
+            yield f"{column} IN ({', '.join(['%s'] * len(chunk))})", chunk
 
     def line_key(self, bank_line_id: str) -> tuple[str, int] | None:
         """A bank line's key in the views (its statement and line) from its aggregate id."""
@@ -849,6 +859,11 @@ class PostgresViews(ViewStore, PostgresTrackingRecorder):
         with self.datastore.transaction(commit=False) as cursor:
             yield cursor
 
+    def _any_of(self, column: str, values: list[str]) -> Iterator[tuple[str, list[Any]]]:
+        # One array parameter, however many values: one query, not one per 1,000.
+        if values:
+            yield f"{column} = ANY(%s)", [values]
+
     def _tuples(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as c:
             c.execute(self._sql(sql), tuple(params), binary=True)
@@ -857,9 +872,17 @@ class PostgresViews(ViewStore, PostgresTrackingRecorder):
 
     def _tracking_now(self, cursor: Any) -> int | None:
         # FOR UPDATE: a concurrent projector waits here, then sees the moved position.
+        return self._tracking_select(cursor, " FOR UPDATE")
+
+    def _tracking_seen(self, cursor: Any) -> int | None:
+        # Without FOR UPDATE: readers asking how far the views are would otherwise queue on
+        # the one tracking row, behind each other and behind the projector's commits.
+        return self._tracking_select(cursor, "")
+
+    def _tracking_select(self, cursor: Any, lock: str) -> int | None:
         cursor.execute(
             f"SELECT notification_id FROM {self._tracking_table()} "
-            "WHERE application_name = %s FOR UPDATE",
+            f"WHERE application_name = %s{lock}",
             (self.tracking_name,),
         )
         row = cursor.fetchone()

@@ -5,6 +5,7 @@ every published fixture imported without losing a line."""
 from __future__ import annotations
 
 import csv
+import gc
 import io
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import xmlschema
 
+import api.reconcile as api_reconcile
 from ledger.application import china_today
 from tests.api_support import Api, auth, issue, open_worked_example, redemption_body
 from tests.conftest import PROVIDER, PROVIDER_2
@@ -404,3 +406,29 @@ def test_end_to_end_a_bank_line_built_from_the_payment_file_traces_back_to_every
     assert all(b["events"] and b["events"][0]["position"] for b in back["bank_lines"])
     report = api.get("/v1/audit/report", api.tokens["auditor"], fiscal_year=2026, format="html")
     assert b"paid (bank lines)" in report.content
+
+
+def test_the_collector_is_off_while_a_statement_imports_and_as_before_after(
+    memory_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off during the parse and the command (millions of live objects, none garbage), on again
+    after, also when the file is refused; left off if it was off before."""
+    real_parse = api_reconcile.parse_statement
+    during: list[bool] = []
+
+    def parse(data: bytes, content_type: str) -> Any:
+        during.append(gc.isenabled())
+        return real_parse(data, content_type)
+
+    open_worked_example(memory_api)
+    monkeypatch.setattr(api_reconcile, "parse_statement", parse)
+    assert gc.isenabled()
+    assert upload(memory_api, camt053([{"amount_fen": 100}])).status_code == 201
+    problem(upload(memory_api, b"<Document"), 422, "statement-invalid")
+    assert during == [False, False] and gc.isenabled()
+    gc.disable()
+    try:
+        upload(memory_api, camt053([{"amount_fen": 200}], statement_id="STMT-2"))
+        assert during == [False, False, False] and not gc.isenabled()
+    finally:
+        gc.enable()

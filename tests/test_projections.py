@@ -11,9 +11,11 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import pytest
 
 from ledger.application import VoucherLedger
@@ -371,4 +373,34 @@ def test_the_memory_ledger_gets_views_of_its_own() -> None:
     finally:
         first.close()
         second.close()
+        app.close()
+
+
+def test_asking_how_far_the_views_are_does_not_wait_for_a_projector_committing(
+    pg_schema_url: str,
+) -> None:
+    """Every read with read-your-writes asks for the views' position: it must not queue on the
+    tracking row that a projector's commit holds locked (nor behind the other readers)."""
+    app = VoucherLedger(Settings(database_url=pg_schema_url), clock=lambda: TODAY)
+    store = open_views(app.settings)
+    try:
+        open_worked_example(app)
+        Projector(app, store).catch_up()
+        position = store.position()
+        base = pg_schema_url.split("?")[0]
+        with psycopg.connect(base) as holder:  # a projector in the middle of its commit
+            holder.execute(
+                f"SELECT notification_id FROM {store._tracking_table()} "  # type: ignore[attr-defined]
+                "WHERE application_name = %s FOR UPDATE",
+                (store.tracking_name,),
+            )
+            with ThreadPoolExecutor(1) as pool:
+                asked = pool.submit(store.position)
+                try:
+                    seen = asked.result(timeout=2)
+                finally:
+                    holder.rollback()  # lets a reader that queued finish, so the pool ends
+            assert seen == position
+    finally:
+        store.close()
         app.close()
