@@ -28,10 +28,19 @@ WORKED_PROVIDER = make_uscc("12371500MB2800001")
 ENTERPRISES = [make_uscc(f"91371500MA3C{i:05d}") for i in range(2, 14)]
 PROVIDERS = [make_uscc(f"12371500MB28{i:05d}") for i in range(2, 8)]
 WORKED_CONTRACT = "LC-2026-0001"
+# The guarantee fund, shaped as Zhuhai's pool (fixtures/policy_parameters.md,
+# zhuhai.kjxd.2022.pool): province 5m + city 35m yuan, so 1250 / 8750 bp.
+GUARANTEE_PROVINCE, GUARANTEE_CITY = "guarantee-province-2026", "guarantee-city-2026"
+GUARANTEE_POOL = "tech-credit-pool-2026"
+DEMO_BANK = make_uscc("91371500MA3D00001")
+DEMO_LOAN = "LOAN-2026-0001"
+DEMO_POOL_REF = "演示数据 参照珠海科技信贷风险补偿金 2022"  # demo data, not a real document
 
 
-# One principal per role a newcomer tries first; the provider acts for the worked example's.
-DEMO_ROLES = ("program_officer", "provider", "treasury", "auditor", "inspector")
+# One principal per role a newcomer tries first; the provider acts for the worked example's,
+# the bank for the demo bank.
+DEMO_ROLES = ("program_officer", "provider", "treasury", "auditor", "inspector", "bank")
+ROLE_INSTITUTIONS = {"provider": WORKED_PROVIDER, "bank": DEMO_BANK}
 SECRET_BYTES = 32
 
 
@@ -76,6 +85,7 @@ def load_demo(app: VoucherLedger, secret: bytes | None = None) -> DemoResult:
         actor=ACTOR,
     )
     _load_more(app, valid_until)
+    _open_guarantee_pool(app)
     return DemoResult(True, voucher.id, worked_redemption, tokens)
 
 
@@ -91,7 +101,7 @@ def demo_principals(app: VoucherLedger, secret: bytes) -> dict[str, str]:
                 app.create_principal(
                     name=f"demo {role.replace('_', ' ')}",
                     role=role,
-                    institution_id=WORKED_PROVIDER if role == "provider" else None,
+                    institution_id=ROLE_INSTITUTIONS.get(role),
                     actor=ACTOR,
                     token=token,
                 )
@@ -121,10 +131,13 @@ def demo_secret(path: str | None) -> bytes:
 
 
 def _open_sources_and_programmes(app: VoucherLedger) -> None:
+    fund = "guarantee_fund"
     for source_id, name, level, appropriation_fen, ref in (
         (PROVINCE, "省科技厅创新券专项 2026", "province", 100_000_000, "鲁科字〔2026〕1号"),
         (CITY, "市财政创新券配套 2026", "city", 50_000_000, "聊政字〔2020〕15号"),
         (COUNTY, "县科技创新资金 2026", "county", 20_000_000, "县财预〔2026〕3号"),
+        (GUARANTEE_PROVINCE, "省科技信贷风险补偿金 2026", fund, 500_000_000, DEMO_POOL_REF),
+        (GUARANTEE_CITY, "市科技信贷风险补偿金 2026", fund, 3_500_000_000, DEMO_POOL_REF),
     ):
         app.open_funding_source(
             source_id=source_id,
@@ -176,6 +189,32 @@ def _register_institutions(app: VoucherLedger) -> None:
         app.register_institution(
             uscc=uscc, name=f"科技服务机构 {i + 2:02d}", kind="provider", actor=ACTOR
         )
+    app.register_institution(uscc=DEMO_BANK, name="示范合作银行", kind="bank", actor=ACTOR)
+
+
+def _open_guarantee_pool(app: VoucherLedger) -> None:
+    """The pool over the two guarantee_fund sources, and one covered loan of the demo bank to
+    the worked example's enterprise: a bank can file a claim on it at once."""
+    app.open_guarantee_pool(
+        pool_id=GUARANTEE_POOL,
+        name="科技信贷风险补偿资金池 2026",
+        shares=[(GUARANTEE_PROVINCE, 1250), (GUARANTEE_CITY, 8750)],
+        rule="risk-compensation@2",
+        actor=ACTOR,
+    )
+    app.register_guarantee_loan(
+        loan_id=DEMO_LOAN,
+        bank_id=DEMO_BANK,
+        pool_id=GUARANTEE_POOL,
+        borrower_id=WORKED_ENTERPRISE,
+        principal_fen=200_000_000,
+        start_date=app.today() - dt.timedelta(days=180),
+        term_months=12,
+        first_loan=True,
+        credit_only=True,
+        ip_pledge=False,
+        actor=ACTOR,
+    )
 
 
 def _load_more(app: VoucherLedger, valid_until: dt.date) -> None:

@@ -64,14 +64,15 @@ def test_the_demo_prints_a_token_per_role_the_same_each_time_and_one_reads_at_on
     import falcon.testing
 
     from api.app import create_app
-    from ledger.application import VoucherLedger
+    from ledger.application import VoucherLedger, china_today
 
     url = f"sqlite:///{tmp_path / 'demo.sqlite'}"
     first = demo_tokens(run_cli("demo", database_url=url).stdout)
     second = demo_tokens(run_cli("demo", database_url=url).stdout)
 
-    assert set(first) == {"program_officer", "provider", "treasury", "auditor", "inspector"}
-    assert first == second and len(set(first.values())) == 5
+    roles = {"program_officer", "provider", "treasury", "auditor", "inspector", "bank"}
+    assert set(first) == roles
+    assert first == second and len(set(first.values())) == len(roles)
     settings = Settings(database_url=url)
     app = create_app(settings, VoucherLedger(settings))
     try:
@@ -82,6 +83,18 @@ def test_the_demo_prints_a_token_per_role_the_same_each_time_and_one_reads_at_on
         )
         assert source.status_code == 200, source.text
         assert source.json["appropriation_fen"] == 50_000_000
+        # The demo bank can file a claim on its covered loan in the demo pool at once.
+        claim = client.simulate_post(
+            "/v1/guarantee-claims",
+            json={
+                "loan_id": "LOAN-2026-0001",
+                "loss_fen": 100_000_000,
+                "default_date": china_today().isoformat(),
+            },
+            headers={"Authorization": f"Bearer {first['bank']}"},
+        )
+        assert claim.status_code == 201, claim.text
+        assert claim.json["status"] == "filed" and claim.json["rule"] == "risk-compensation@2"
     finally:
         app.close()
     assert (tmp_path / "demo.sqlite.demo-secret").stat().st_mode & 0o777 == 0o600
