@@ -27,6 +27,7 @@ from ledger.adapters.postgres import schema_creation_lock
 from ledger.caps import EnterpriseYear, ProviderYear
 from ledger.claims import ContractClaim
 from ledger.errors import NotFound, Refused, ValidationError
+from ledger.events import replay
 from ledger.funding import LEVELS, FundingSource, Programme
 from ledger.guarantee import GuaranteeClaim, GuaranteePool
 from ledger.idempotency import Idempotency, run_idempotent
@@ -489,9 +490,14 @@ class VoucherLedger(Application[UUID]):
         ]
         return changed, max(after, head)
 
+    def load_aggregate(self, agg_id: UUID, version: int | None = None) -> Aggregate:
+        """``repository.get``, replaying with ``ledger.events.replay``."""
+        agg: Aggregate = self.repository.get(agg_id, version=version, projector_func=replay)
+        return agg
+
     def _find(self, cls: type[A], agg_id: UUID) -> A | None:
         try:
-            agg: Aggregate = self.repository.get(agg_id)
+            agg: Aggregate = self.load_aggregate(agg_id)
         except AggregateNotFoundError:
             return None
         return agg if isinstance(agg, cls) else None
@@ -797,7 +803,7 @@ class VoucherLedger(Application[UUID]):
     # ---- queries -------------------------------------------------------------------------
     def _load(self, cls: type[A], agg_id: UUID, what: str, version: int | None = None) -> A:
         try:
-            agg: Aggregate = self.repository.get(agg_id, version=version)
+            agg: Aggregate = self.load_aggregate(agg_id, version)
         except AggregateNotFoundError:
             raise NotFound(f"{what} not found") from None
         if not isinstance(agg, cls):

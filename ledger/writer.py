@@ -55,6 +55,7 @@ from eventsourcing.persistence import (
 )
 
 from ledger.errors import Busy, DatabaseUnavailable, LedgerError
+from ledger.events import replay
 from ledger.unit_of_work import AggregateCache, Work
 
 log = logging.getLogger(__name__)
@@ -569,7 +570,11 @@ class Writer:
 
     # ---- storage and cache ---------------------------------------------------------------
     def _new_work(self, *, careful: bool) -> Work:
-        return Work(self.cache, self.app.repository.get, careful=careful)
+        return Work(self.cache, self._load, careful=careful)
+
+    def _load(self, agg_id: UUID) -> Aggregate:
+        agg: Aggregate = self.app.repository.get(agg_id, projector_func=replay)
+        return agg
 
     def _to_stored(self, changed: list[Aggregate]) -> list[StoredEvent]:
         """Serialise the new events in the writer thread, so the committer only inserts.

@@ -15,6 +15,7 @@ from ledger import events
 from ledger.application import VoucherLedger
 from ledger.caps import EnterpriseYear, ProviderYear
 from ledger.claims import ContractClaim, InvoiceClaim
+from ledger.funding import FundingSource
 from ledger.settings import Settings
 from ledger.voucher import Voucher
 
@@ -183,3 +184,35 @@ def test_a_missing_or_unexpected_field_is_refused() -> None:
             colour="red",
         )
     assert v.version == 1 and v.collect_events()[-1].originator_version == 1
+
+
+def test_replay_gives_the_aggregate_the_library_projection_gives_with_and_without_snapshots() -> (
+    None
+):
+    from tests.conftest import PROVIDER as WORLD_PROVIDER
+    from tests.conftest import TODAY, issue, open_worked_example, redeem
+
+    ledger = VoucherLedger(Settings(database_url="memory://"), clock=lambda: TODAY)
+    try:
+        world = open_worked_example(ledger)
+        voucher_id = issue(ledger)
+        for n in range(3):
+            redeem(ledger, voucher_id, contract_no=f"C-{n}", amount_fen=100_000)
+        source_id = FundingSource.create_id(world.province)
+        year_id = ProviderYear.create_id(WORLD_PROVIDER, 2026)
+
+        def both(agg_id: uuid.UUID, version: int | None = None) -> tuple[Any, Any]:
+            library = ledger.repository.get(agg_id, version=version)
+            ours = ledger.load_aggregate(agg_id, version)
+            return vars(library), vars(ours)
+
+        for agg_id in (voucher_id, source_id, year_id):
+            library, ours = both(agg_id)
+            assert ours == library and ours["_version"] > 1
+            assert both(agg_id, 1)[0] == both(agg_id, 1)[1]
+        ledger.take_snapshot(source_id)
+        redeem(ledger, voucher_id, contract_no="C-after-snapshot", amount_fen=100_000)
+        library, ours = both(source_id)
+        assert ours == library
+    finally:
+        ledger.close()
