@@ -23,7 +23,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -80,6 +82,31 @@ def stop_server(server: Any) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=10)
+
+
+@contextmanager
+def seeded_server(
+    url: str, args: argparse.Namespace, work: Path, vouchers: int
+) -> Iterator[tuple[str, dict[str, Any], int]]:
+    """``voucher-ledger serve`` on a free port of 127.0.0.1 over ``url``, healthy and seeded
+    (``vouchers`` vouchers, 200 enterprises, 20 providers), stopped when the block ends: yields
+    its base URL, the seed and how long its log was once seeded (what follows is the load's)."""
+    port, admin = free_port(), secrets.token_urlsafe(32)
+    base = f"http://127.0.0.1:{port}"
+    server = start_server(url, port, admin, args, work / "server.log")
+    try:
+        wait_healthy(base, server)
+        started = time.monotonic()
+        data = seed(base, admin, vouchers, enterprises=200, providers=20)
+        took_s, busy = time.monotonic() - started, data["seed_busy_retries"]
+        print(
+            f"seeded {len(data['vouchers'])} vouchers in {took_s:.1f} s; 503 busy retried: {busy}"
+        )
+        for text in data["seed_busy_samples"]:
+            print(f"  seeding 503: {text}")
+        yield base, data, (work / "server.log").stat().st_size
+    finally:
+        stop_server(server)
 
 
 def seed(base: str, admin: str, vouchers: int, enterprises: int, providers: int) -> dict[str, Any]:
@@ -236,25 +263,12 @@ def main() -> int:
         return 2
     url = fresh_database_url(base_url)
     work = Path(tempfile.mkdtemp(prefix="ledger-bench-http-"))
-    port, admin = free_port(), secrets.token_urlsafe(32)
-    base = f"http://127.0.0.1:{port}"
-    server = start_server(url, port, admin, args, work / "server.log")
     try:
-        wait_healthy(base, server)
-        started = time.monotonic()
-        data = seed(base, admin, args.vouchers, enterprises=200, providers=20)
-        took_s, busy = time.monotonic() - started, data["seed_busy_retries"]
-        print(
-            f"seeded {len(data['vouchers'])} vouchers in {took_s:.1f} s; 503 busy retried: {busy}"
-        )
-        for text in data["seed_busy_samples"]:
-            print(f"  seeding 503: {text}")
-        seed_path = work / "seed.json"
-        seed_path.write_text(json.dumps(data))  # tokens: the folder is private (mkdtemp)
-        seeding_log_bytes = (work / "server.log").stat().st_size
-        report = run_locust(base, seed_path, work, args)
+        with seeded_server(url, args, work, args.vouchers) as (base, data, seeding_log_bytes):
+            seed_path = work / "seed.json"
+            seed_path.write_text(json.dumps(data))  # tokens: the folder is private (mkdtemp)
+            report = run_locust(base, seed_path, work, args)
     finally:
-        stop_server(server)
         drop_database(url)
     server_5xx, joined, odd = server_problems(work / "server.log", seeding_log_bytes)
     print_figures(report, server_5xx, args)

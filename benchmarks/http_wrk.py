@@ -22,12 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,17 +34,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from benchmarks.common import drop_database, fresh_database_url
-from benchmarks.http import (
-    free_port,
-    seed,
-    server_problems,
-    start_server,
-    stop_server,
-    wait_healthy,
-)
+from benchmarks.http import seeded_server, server_problems
 from benchmarks.redeem import pgbench_tps
 
 HERE = Path(__file__).resolve().parent
+COMMON_LUA = HERE / "wrk_common.lua"
 PGBENCH_CLIENTS = 8
 WRK_THREADS = 2
 VOUCHERS = 200
@@ -100,7 +92,7 @@ def run_wrk(
         "wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
         "-s", str(HERE / script), base,
     ]  # fmt: skip
-    env = {**os.environ, "LEDGER_WRK_DATA": str(data)}
+    env = {**os.environ, "LEDGER_WRK_DATA": str(data), "LEDGER_WRK_COMMON": str(COMMON_LUA)}
     out = subprocess.run(
         command, env=env, capture_output=True, text=True, check=True, timeout=seconds + 60
     ).stdout
@@ -203,25 +195,20 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="ledger-bench-wrk-"))
     pgbench = pgbench_tps(url, PGBENCH_CLIENTS, args.seconds)
     print(f"pgbench 4-row insert, {PGBENCH_CLIENTS} clients: {pgbench or 0:,.0f} tx/s")
-    port, admin = free_port(), secrets.token_urlsafe(32)
-    base = f"http://127.0.0.1:{port}"
-    server = start_server(url, port, admin, args, work / "server.log")
     try:
-        wait_healthy(base, server)
-        started = time.monotonic()
-        data = seed(base, admin, VOUCHERS, enterprises=200, providers=20)
-        print(f"seeded {len(data['vouchers'])} vouchers in {time.monotonic() - started:.1f} s")
-        log_bytes = (work / "server.log").stat().st_size
-        writes_data = write_data(work, data)
-        if args.warmup:
-            run_wrk("writes", "wrk_redeem.lua", writes_data, base, args.warmup, args.connections)
-        writes = run_wrk(
-            "writes", "wrk_redeem.lua", writes_data, base, args.seconds, args.connections
-        )
-        reads_data, head = read_data(work, base, data)
-        reads = run_wrk("reads", "wrk_read.lua", reads_data, base, args.seconds, args.connections)
+        with seeded_server(url, args, work, VOUCHERS) as (base, data, log_bytes):
+            writes_data = write_data(work, data)
+            if args.warmup:
+                warmup = args.warmup
+                run_wrk("writes", "wrk_redeem.lua", writes_data, base, warmup, args.connections)
+            writes = run_wrk(
+                "writes", "wrk_redeem.lua", writes_data, base, args.seconds, args.connections
+            )
+            reads_data, head = read_data(work, base, data)
+            reads = run_wrk(
+                "reads", "wrk_read.lua", reads_data, base, args.seconds, args.connections
+            )
     finally:
-        stop_server(server)
         drop_database(url)
     server_5xx, joined, odd = server_problems(work / "server.log", log_bytes)
     shape = f"workers {args.workers or 'default'}, threads {args.threads or 'default'}"
