@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ledger.application import VoucherLedger
 from ledger.errors import LedgerError, ValidationError
-from projections.runner import MAX_WAIT_S, Lag, Projector, lag, wait_for
+from projections.runner import MAX_WAIT_S, Lag, Projector, lag, wait_until
 from projections.store import ViewStore
 
 
@@ -39,14 +39,13 @@ class ViewReader:
         target = head if min_position is None else min_position
         if self.projector is not None:
             # The store has the last word: a rebuild may have reset it under the projector.
-            reached = self.projector.wait(target, MAX_WAIT_S) and self.store.position() >= target
+            self.projector.wait(target, MAX_WAIT_S)
+            seen = self.store.position()
         else:
-            reached = wait_for(self.store, target, MAX_WAIT_S)
-        if not reached and explicit:
-            raise ProjectionBehind(
-                f"the views are at position {self.store.position()}, not yet {target}"
-            )
-        return self.store.position()
+            seen = wait_until(self.store, target, MAX_WAIT_S)
+        if seen < target and explicit:
+            raise ProjectionBehind(f"the views are at position {seen}, not yet {target}")
+        return seen
 
     def head(self) -> int:
         return self.ledger.recorder.max_notification_id() or 0

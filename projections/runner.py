@@ -236,17 +236,20 @@ class Backoff:
                 return result
 
 
-def wait_for(store: ViewStore, position: int, timeout_s: float) -> bool:
-    """Poll ``store`` until its views include ``position``: for readers in another process than
-    the projector. Starts at 2 ms and backs off to 50 ms."""
+def wait_until(store: ViewStore, position: int, timeout_s: float) -> int:
+    """Poll ``store`` until its views include ``position``, for readers in another process
+    than the projector (2 ms between polls, backing off to 50 ms); returns the position it saw
+    last, ``position`` or beyond once reached: a reader needs no second query to say which
+    position its answer includes."""
     deadline = time.monotonic() + min(timeout_s, MAX_WAIT_S)
     interval_s = 0.002
     while True:
-        if store.position() >= position:
-            return True
+        seen = store.position()
+        if seen >= position:
+            return seen
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return False
+            return seen
         time.sleep(min(interval_s, remaining))
         interval_s = min(interval_s * 2, 0.05)
 

@@ -561,6 +561,13 @@ class ViewStore:
             f"SELECT * FROM {self.qualified(SOURCES.name)} WHERE source_id = %s", (source_id,)
         )
 
+    def institution_known(self, institution_id: str) -> bool:
+        found = self._one(
+            f"SELECT 1 AS known FROM {self.qualified(INSTITUTIONS.name)} WHERE institution_id = %s",
+            (institution_id,),
+        )
+        return found is not None
+
     def year(self, t: Table, institution_id: str, fiscal_year: int) -> Row | None:
         return self._one(
             f"SELECT * FROM {self.qualified(t.name)} "
