@@ -432,3 +432,27 @@ def test_the_collector_is_off_while_a_statement_imports_and_as_before_after(
         assert during == [False, False, False] and not gc.isenabled()
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["with-length", "chunked"])
+def test_a_statement_over_the_size_limit_is_413_and_stores_nothing(
+    memory_api: Api, monkeypatch: pytest.MonkeyPatch, chunked: bool
+) -> None:
+    from api.resources import statements as resource
+
+    open_worked_example(memory_api)
+    data = camt053([{"amount_fen": 100 + n} for n in range(20)])
+    monkeypatch.setattr(resource, "MAX_STATEMENT_BYTES", len(data) - 1)
+    length = memory_api.log_length()
+    headers = {**auth(memory_api.tokens["treasury"]), "Content-Type": "application/xml"}
+    extras: dict[str, Any] = {}
+    if chunked:  # as a WSGI server hands it over: the chunks joined, no Content-Length
+        headers["Transfer-Encoding"] = "chunked"
+        extras["CONTENT_LENGTH"] = ""
+    result = memory_api.client.simulate_post(
+        "/v1/statements", body=data, headers=headers, extras=extras
+    )
+    problem(result, 413, "payload-too-large")
+    assert memory_api.log_length() == length
+    monkeypatch.setattr(resource, "MAX_STATEMENT_BYTES", len(data))
+    assert upload(memory_api, data).status_code == 201
