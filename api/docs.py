@@ -30,7 +30,9 @@ async function send(btn){const d=btn.closest('details');let path=d.dataset.path;
  encodeURIComponent(i.value))}const q=d.querySelector('input[data-q]');
  if(q&&q.value)path+='?'+q.value;const opt={method:d.dataset.method,headers:{}};
  if(tok.value)opt.headers['Authorization']='Bearer '+tok.value;const b=d.querySelector('textarea');
- if(b){opt.body=b.value;opt.headers['Content-Type']='application/json'}
+ const f=d.querySelector('input[data-file]'),ct=d.querySelector('select[data-ct]');
+ if(b){opt.headers['Content-Type']=ct?ct.value:'application/json';
+ opt.body=f&&f.files.length?f.files[0]:b.value}
  const out=d.querySelector('.out');try{const r=await fetch(path,opt);
  out.textContent=r.status+' '+r.statusText+'\\n'+await r.text()}catch(e){out.textContent=e}}
 """
@@ -56,9 +58,12 @@ def _operation_html(path: str, method: str, op: dict[str, Any], schemas: dict[st
         hint = "&".join(f"{q}=" for q in queries)
         parts.append(f'<p>query: <input data-q="1" size="40" placeholder="{e(hint)}"></p>')
     body = op.get("requestBody")
-    if body and "application/json" not in body["content"]:  # a file: the text of it
-        types = ", ".join(body["content"])
-        parts.append(f"<p>Body: the file ({e(types)}); paste its text:</p><textarea></textarea>")
+    if body and "application/json" not in body["content"]:  # a file, sent as it is
+        options = "".join(f"<option>{e(t)}</option>" for t in body["content"])
+        parts.append(
+            '<p>Body: the file, <input type="file" data-file="1"> or its text pasted below, '
+            f'sent as <select data-ct="1">{options}</select></p><textarea></textarea>'
+        )
     elif body:
         name = _schema_name(body["content"]["application/json"]["schema"])
         parts.append(f"<p>Body <code>{e(name)}</code>:</p>")

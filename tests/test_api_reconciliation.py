@@ -456,3 +456,16 @@ def test_a_statement_over_the_size_limit_is_413_and_stores_nothing(
     assert memory_api.log_length() == length
     monkeypatch.setattr(resource, "MAX_STATEMENT_BYTES", len(data))
     assert upload(memory_api, data).status_code == 201
+
+
+def test_the_docs_page_sends_a_statement_as_a_file_of_the_type_chosen_not_as_json(
+    memory_api: Api,
+) -> None:
+    page = memory_api.client.simulate_get("/docs").text
+    start = page.index('data-path="/v1/statements" data-method="POST"')
+    form = page[start : page.index("</details>", start)]
+    assert '<input type="file" data-file="1">' in form
+    assert "<option>application/xml</option><option>text/csv</option>" in form
+    # The script sends the chosen file (or the pasted text) with the chosen type.
+    assert "opt.headers['Content-Type']=ct?ct.value:'application/json'" in page
+    assert "opt.body=f&&f.files.length?f.files[0]:b.value" in page
