@@ -110,6 +110,7 @@ def create_app(settings: Settings, ledger: VoucherLedger | None = None) -> Ledge
         "/v1/guarantee-claims": guarantee.Claims(ledger),
         "/v1/guarantee-claims/{id}": guarantee.Claim(ledger),
         "/v1/guarantee-claims/{id}/approve": guarantee.Approve(ledger),
+        "/v1/guarantee-claims/{id}/reject": guarantee.Reject(ledger),
         "/v1/guarantee-claims/{id}/recoveries": guarantee.Recoveries(ledger),
         "/v1/exemptions": guarantee.Exemptions(ledger),
         "/v1/statements": statements.Statements(ledger, reader),

@@ -348,6 +348,11 @@ def guarantee_claim(c: dict[str, Any]) -> Body:
         "recovered_fen": c["recovered_fen"],
         "returned_to_fund_fen": c["returned_fen"],
         "exemption": c["exemption"],
+        "rejection": (
+            {"reason": c["rejection_reason"], "rejected_by": c["rejected_by"]}
+            if c.get("rejected_by")
+            else None
+        ),
     }
 
 

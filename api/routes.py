@@ -517,6 +517,16 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "POST",
+        "/v1/guarantee-claims/{id}/reject",
+        "rejectGuaranteeClaim",
+        "Reject a filed claim: its compensation goes back to the pool and counts against no cap",
+        frozenset({OFFICER}),
+        200,
+        "Reason",
+        "GuaranteeClaim",
+    ),
+    Operation(
+        "POST",
         "/v1/guarantee-claims/{id}/recoveries",
         "recordRecovery",
         "Record what the bank recovered on an approved claim; the fund's share goes back to it",

@@ -28,6 +28,7 @@ TEXT: Schema = {
     "pattern": f"^[^{FORBIDDEN_TEXT_CLASS}]*$",
     "not": {"pattern": r"^\s*$"},
 }
+TEXT_ANY: Schema = {"type": "string"}
 KEY: Schema = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"}
 # GB 32100-2015: the alphabet has no I, O, S, V or Z and characters 3-8 are the administrative
 # division code. The check character is verified by the ledger, which answers validation-error.
@@ -454,12 +455,13 @@ RESPONSES: dict[str, Schema] = {
             "not_compensated_fen": FEN,
             "splits": SOURCE_AMOUNTS,
             "rule": {"type": "string"},
-            "status": {"enum": ["filed", "approved", "paid"]},
+            "status": {"enum": ["filed", "approved", "paid", "rejected"]},
             # The rule, every parameter, the rate tier and each cut in order.
             "decision": {"type": "object"},
             "recovered_fen": FEN,
             "returned_to_fund_fen": FEN,
             "exemption": nullable({"type": "object"}),
+            "rejection": nullable(obj({"reason": TEXT_ANY, "rejected_by": TEXT_ANY})),
         }
     ),
     "Recovery": obj(

@@ -700,6 +700,17 @@ class VoucherLedger(Application[UUID]):
             idempotency=idempotency,
         )
 
+    def reject_guarantee_claim(
+        self, claim_id: Any, *, reason: Any, actor: str, idempotency: Idempotency | None = None
+    ) -> tuple[StateView, int | None]:
+        return self._run(
+            guarantee_commands.reject_claim,
+            guarantee_commands.RejectClaim(
+                check_uuid(claim_id, "guarantee claim"), check_text(reason, "reason"), actor
+            ),
+            idempotency=idempotency,
+        )
+
     def record_guarantee_recovery(
         self,
         claim_id: Any,

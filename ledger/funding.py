@@ -118,6 +118,25 @@ class FundingSource(Aggregate):
     ) -> None:
         self.reserved_fen += amount_fen
 
+    def release_compensation(
+        self, amount_fen: int, claim_id: UUID, reason: str, actor: str
+    ) -> None:
+        """Give back a rejected claim's compensation (its split from this pool source)."""
+        if not 0 <= amount_fen <= self.reserved_fen - self.released_fen:
+            raise InvalidState(
+                f"cannot release {amount_fen} fen: only "
+                f"{self.reserved_fen - self.released_fen} reserved"
+            )
+        self._compensation_released(
+            amount_fen=amount_fen, claim_id=claim_id, reason=reason, actor=actor
+        )
+
+    @event("CompensationReleased")
+    def _compensation_released(
+        self, amount_fen: int, claim_id: UUID, reason: str, actor: str
+    ) -> None:
+        self.released_fen += amount_fen
+
     def release(
         self,
         amount_fen: int,

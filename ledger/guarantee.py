@@ -18,6 +18,7 @@ from ledger.errors import InvalidState
 from ledger.ids import named_id
 
 FILED, APPROVED = "filed", "approved"  # a claim is "paid" when every payable line of it is
+REJECTED = "rejected"  # by a programme officer, before approval: it counts against no cap
 
 
 class GuaranteePool(Aggregate):
@@ -95,6 +96,13 @@ class GuaranteeLoan(Aggregate):
         self.compensated_fen += compensation_fen
         self.claim_ids.append(claim_id)
 
+    @event("ClaimRejected")
+    def uncount_claim(self, claim_id: UUID, loss_fen: int, compensation_fen: int) -> None:
+        """A rejected claim's loss and compensation no longer count on the loan."""
+        self.losses_fen -= loss_fen
+        self.compensated_fen -= compensation_fen
+        self.claim_ids.remove(claim_id)
+
 
 class BankYear(Aggregate):
     """What a pool decided to compensate one bank in one fiscal year: its annual cap counts it."""
@@ -113,6 +121,11 @@ class BankYear(Aggregate):
     @event("Compensated")
     def count(self, claim_id: UUID, compensation_fen: int) -> None:
         self.compensated_fen += compensation_fen
+
+    @event("CompensationWithdrawn")
+    def uncount(self, claim_id: UUID, compensation_fen: int) -> None:
+        """A rejected claim's compensation no longer counts against the bank's annual cap."""
+        self.compensated_fen -= compensation_fen
 
 
 class GuaranteeClaim(Aggregate):
@@ -162,6 +175,17 @@ class GuaranteeClaim(Aggregate):
     def _approved(self, actor: str, splits: list[list[Any]]) -> None:
         self.status = APPROVED
         self.approved_by = actor
+
+    def reject(self, reason: str, actor: str) -> None:
+        if self.status != FILED:
+            raise InvalidState(f"guarantee claim {self.id} is {self.status}, not filed")
+        self._rejected(reason=reason, actor=actor)
+
+    @event("Rejected")
+    def _rejected(self, reason: str, actor: str) -> None:
+        self.status = REJECTED
+        self.rejected_by = actor
+        self.rejection_reason = reason
 
     def check_approved(self) -> None:
         if self.status != APPROVED:

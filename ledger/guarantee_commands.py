@@ -187,6 +187,33 @@ def approve_claim(work: Work, c: ApproveClaim) -> StateView:
 
 
 @dataclass(frozen=True)
+class RejectClaim:
+    claim_id: UUID
+    reason: str
+    actor: str
+
+
+def reject_claim(work: Work, c: RejectClaim) -> StateView:
+    """A filed claim refused before approval: its compensation goes back to the pool's
+    sources, and it no longer counts on the loan or against the bank's annual cap."""
+    claim = work.get(GuaranteeClaim, c.claim_id, f"guarantee claim {c.claim_id}")
+    claim.reject(c.reason, c.actor)
+    for source_id, amount_fen in claim.splits:
+        if amount_fen:
+            _source(work, source_id).release_compensation(amount_fen, claim.id, c.reason, c.actor)
+    loan_id = GuaranteeLoan.create_id(claim.bank_id, claim.loan_id)
+    loan = work.get(GuaranteeLoan, loan_id, f"loan {claim.loan_id}")
+    loan.uncount_claim(claim.id, claim.loss_fen, claim.compensation_fen)
+    bank_year = work.get(
+        BankYear,
+        BankYear.create_id(claim.pool_id, claim.bank_id, claim.fiscal_year),
+        "the bank's year",
+    )
+    bank_year.uncount(claim.id, claim.compensation_fen)
+    return state_view(claim)
+
+
+@dataclass(frozen=True)
 class RecordRecovery:
     claim_id: UUID
     bank_id: str

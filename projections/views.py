@@ -69,10 +69,12 @@ PAYOUT_SETTLED: type[Any] = getattr(Payout, "Settled")  # noqa: B009
 PAYOUT_RETURNED: type[Any] = getattr(Payout, "Returned")  # noqa: B009
 PAYOUT_CANCELLED: type[Any] = getattr(Payout, "Cancelled")  # noqa: B009
 COMPENSATION_COMMITTED: type[Any] = getattr(FundingSource, "CompensationCommitted")  # noqa: B009
+COMPENSATION_RELEASED: type[Any] = getattr(FundingSource, "CompensationReleased")  # noqa: B009
 CLAIM_FILED: type[Any] = getattr(GuaranteeClaim, "Filed")  # noqa: B009
 CLAIM_APPROVED: type[Any] = getattr(GuaranteeClaim, "Approved")  # noqa: B009
 CLAIM_RECOVERED: type[Any] = getattr(GuaranteeClaim, "Recovered")  # noqa: B009
 CLAIM_EXEMPTED: type[Any] = getattr(GuaranteeClaim, "Exempted")  # noqa: B009
+CLAIM_REJECTED: type[Any] = getattr(GuaranteeClaim, "Rejected")  # noqa: B009
 STATEMENT_IMPORTED: type[Any] = getattr(BankStatement, "Imported")  # noqa: B009
 LINE_RECORDED: type[Any] = getattr(BankLine, "Recorded")  # noqa: B009
 LINE_CONFIRMED: type[Any] = getattr(BankLine, "Confirmed")  # noqa: B009
@@ -165,6 +167,10 @@ class LedgerViews:
     @apply.register(COMPENSATION_COMMITTED)
     def _compensation_committed(self, e: Any, b: Batch, position: int) -> None:
         self._add(b, SOURCES, str(e.originator_id), "reserved_fen", e.amount_fen, position)
+
+    @apply.register(COMPENSATION_RELEASED)
+    def _compensation_released(self, e: Any, b: Batch, position: int) -> None:
+        self._add(b, SOURCES, str(e.originator_id), "released_fen", e.amount_fen, position)
 
     @apply.register(RELEASED)
     def _released(self, e: Any, b: Batch, position: int) -> None:
@@ -518,6 +524,13 @@ class LedgerViews:
                 "redeemed_position": position,
             }
             b.put(PAYABLES, row, position)
+
+    @apply.register(CLAIM_REJECTED)
+    def _claim_rejected(self, e: Any, b: Batch, position: int) -> None:
+        claim = b.get(GUARANTEE_CLAIMS, str(e.originator_id))
+        claim["status"] = "rejected"
+        b.put(GUARANTEE_CLAIMS, claim, position)
+        self._action(b, e, "claim-rejection", claim["claim_id"], e.reason, position)
 
     @apply.register(CLAIM_RECOVERED)
     def _claim_recovered(self, e: Any, b: Batch, position: int) -> None:

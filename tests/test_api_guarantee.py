@@ -260,3 +260,66 @@ def test_a_loss_beyond_the_principal_or_a_default_in_the_future_is_refused(fund:
     problem(file_claim(fund, LOAN, 300_000_001), 409, "invalid-state")
     problem(file_claim(fund, LOAN, 1, default_date="2026-04-02"), 422, "validation-error")
     problem(file_claim(fund, LOAN, 1, default_date="2025-05-31"), 422, "validation-error")
+
+
+def available(api: Api) -> list[int]:
+    """The available_fen of the pool's two sources."""
+    token = api.tokens["program_officer"]
+    return [
+        api.get(f"/v1/funding-sources/{s}", token).json["available_fen"]
+        for s in (PROVINCE_GF, CITY_GF)
+    ]
+
+
+def test_a_rejected_claim_gives_its_compensation_back_and_counts_against_no_cap(
+    fund: Api,
+) -> None:
+    """A programme officer rejects a filed claim: the pool's sources have it available again,
+    the loan's losses and the bank's annual cap forget it, and the rejection is an action an
+    inspector sees. Only a filed claim can be rejected, and only by a programme officer."""
+    officer, bank = fund.tokens["program_officer"], fund.tokens["bank"]
+    before = available(fund)
+    full_loss = LOAN["principal_fen"]
+    claim = file_claim(fund, LOAN, full_loss).json
+    path = f"/v1/guarantee-claims/{claim['id']}"
+    assert available(fund) != before
+    problem(fund.post(f"{path}/reject", {"reason": "not covered"}, bank), 403, "forbidden")
+
+    rejected = fund.post(f"{path}/reject", {"reason": "loan outside the pool's terms"}, officer)
+
+    assert rejected.status_code == 200, rejected.text
+    assert rejected.json["status"] == "rejected"
+    assert rejected.json["rejection"]["reason"] == "loan outside the pool's terms"
+    assert fund.get(path, officer).json["status"] == "rejected"
+    assert available(fund) == before
+    problem(fund.post(f"{path}/approve", {}, officer), 409, "invalid-state")
+    problem(fund.post(f"{path}/reject", {"reason": "again"}, officer), 409, "invalid-state")
+    # The whole principal may be claimed again, and is compensated as the first time.
+    again = file_claim(fund, LOAN, full_loss)
+    assert again.status_code == 201, again.text
+    assert again.json["compensation_fen"] == claim["compensation_fen"]
+    assert (
+        fund.post(f"/v1/guarantee-claims/{again.json['id']}/approve", {}, officer).status_code
+        == 200
+    )
+    problem(
+        fund.post(f"/v1/guarantee-claims/{again.json['id']}/reject", {"reason": "late"}, officer),
+        409,
+        "invalid-state",
+    )  # approved: payable to the bank, no longer rejectable
+    actions = fund.get("/v1/audit/inspections/actions", fund.tokens["inspector"]).json["rows"]
+    assert any(a["kind"] == "claim-rejection" and a["subject_id"] == claim["id"] for a in actions)
+
+
+def test_a_rejection_frees_the_banks_annual_cap_for_its_next_claim(fund: Api) -> None:
+    officer = fund.tokens["program_officer"]
+    assert open_pool(fund, "capped-pool", "risk-compensation@1", 10_000_000).status_code == 201
+    loan = {**LOAN, "id": "LOAN-CAPPED", "pool_id": "capped-pool"}
+    first = file_claim(fund, loan, 100_000_000).json
+    assert first["compensation_fen"] == 10_000_000  # the cap binds
+    second_loan = {**loan, "id": "LOAN-CAPPED-2"}
+    assert file_claim(fund, second_loan, 100_000_000).json["compensation_fen"] == 0
+    path = f"/v1/guarantee-claims/{first['id']}/reject"
+    assert fund.post(path, {"reason": "duplicate of another"}, officer).status_code == 200
+    third_loan = {**loan, "id": "LOAN-CAPPED-3"}
+    assert file_claim(fund, third_loan, 100_000_000).json["compensation_fen"] == 10_000_000

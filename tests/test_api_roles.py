@@ -148,6 +148,7 @@ PATH_IDS: dict[str, Any] = {
     "/v1/guarantee-pools/{id}": lambda s: "scene-pool",
     "/v1/guarantee-claims/{id}": lambda s: s.claim_approved,
     "/v1/guarantee-claims/{id}/approve": lambda s: s.claim_filed,
+    "/v1/guarantee-claims/{id}/reject": lambda s: s.claim_filed,
     "/v1/guarantee-claims/{id}/recoveries": lambda s: s.claim_approved,
     "/v1/statements/{id}": lambda s: s.statement,
     "/v1/statements/{id}/lines/{line}/confirm": lambda s: s.statement,

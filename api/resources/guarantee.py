@@ -73,6 +73,13 @@ class Approve(Resource):
         )
 
 
+class Reject(Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        self.command(
+            req, resp, "Reason", self.ledger.reject_guarantee_claim, render.guarantee_claim, 200, id
+        )
+
+
 class Recoveries(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         self.command(
