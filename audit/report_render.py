@@ -56,6 +56,7 @@ GUARANTEE_FIELDS = (
     "pool_id",
     "loan_id",
     "rule",
+    "status",
     "loss_fen",
     "compensation_fen",
     "returned_fen",

@@ -120,6 +120,7 @@ class Auditor:
             "pool_id",
             "loan_id",
             "rule",
+            "status",
             "loss_fen",
             "compensation_fen",
             "returned_fen",

@@ -309,6 +309,9 @@ def test_a_rejected_claim_gives_its_compensation_back_and_counts_against_no_cap(
     )  # approved: payable to the bank, no longer rejectable
     actions = fund.get("/v1/audit/inspections/actions", fund.tokens["inspector"]).json["rows"]
     assert any(a["kind"] == "claim-rejection" and a["subject_id"] == claim["id"] for a in actions)
+    report = fund.get("/v1/audit/report", fund.tokens["auditor"], fiscal_year=2026).json
+    statuses = {c["claim_id"]: c["status"] for c in report["guarantee_claims"]}
+    assert statuses == {claim["id"]: "rejected", again.json["id"]: "approved"}
 
 
 def test_a_rejection_frees_the_banks_annual_cap_for_its_next_claim(fund: Api) -> None:
