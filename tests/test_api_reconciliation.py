@@ -469,3 +469,26 @@ def test_the_docs_page_sends_a_statement_as_a_file_of_the_type_chosen_not_as_jso
     # The script sends the chosen file (or the pasted text) with the chosen type.
     assert "opt.headers['Content-Type']=ct?ct.value:'application/json'" in page
     assert "opt.body=f&&f.files.length?f.files[0]:b.value" in page
+
+
+def test_a_keyed_import_replays_its_first_answer_and_a_file_imported_again_is_200(
+    memory_api: Api,
+) -> None:
+    open_worked_example(memory_api)
+    data = camt053([{"amount_fen": 4_200}])
+
+    def keyed(key: str) -> Any:
+        headers = {
+            **auth(memory_api.tokens["treasury"]),
+            "Content-Type": "application/xml",
+            "Idempotency-Key": key,
+        }
+        return memory_api.client.simulate_post("/v1/statements", body=data, headers=headers)
+
+    first, replay = keyed("k-1"), keyed("k-1")
+    assert first.status_code == replay.status_code == 201
+    assert replay.headers["Idempotent-Replayed"] == "true" and replay.json == first.json
+    again, again_replay = keyed("k-2"), keyed("k-2")  # the same file under another key
+    assert again.status_code == again_replay.status_code == 200
+    assert again.json == again_replay.json and again.json["id"] == first.json["id"]
+    assert "replayed" not in again.json and "replayed" not in again_replay.json

@@ -84,15 +84,23 @@ def write_json(resp: falcon.Response, body: Body, status: int = 200) -> None:
     resp.text = dumps(body)
 
 
+Status = int | Callable[[Any], int]  # a command's success status, or what decides it
+
+
+def _status_of(value: Any, status: Status) -> int:
+    return status(value) if callable(status) else status
+
+
 def run_command(
     req: falcon.Request,
     resp: falcon.Response,
     call: Callable[[Idempotency | None], tuple[Any, int | None]],
     render: Callable[[Any], Body],
-    status: int,
+    status: Status,
 ) -> Any:
     """Run ``call`` with the request's idempotency key (if any) and write its response: the
-    first response under a key is stored with the command's events and replayed after."""
+    first response under a key is stored with the command's events and replayed after.
+    ``status`` may depend on the result (a statement imported again is 200, not 201)."""
     key = idempotency_key(req)
     idem = None
     if key is not None:
@@ -109,13 +117,13 @@ def run_command(
         resp.text = value.body
         resp.set_header("Idempotent-Replayed", "true")
     else:
-        write_json(resp, render(value), status)
+        write_json(resp, render(value), _status_of(value, status))
     if position is not None:
         resp.set_header("X-Ledger-Position", str(position))
     return value
 
 
-def stored_answer(value: Any, render: Callable[[Any], Body], status: int) -> tuple[int, str]:
+def stored_answer(value: Any, render: Callable[[Any], Body], status: Status) -> tuple[int, str]:
     """What is kept under an idempotency key: the answer to the first request, a business
     refusal's problem document included."""
     if isinstance(value, Refused):
@@ -123,7 +131,7 @@ def stored_answer(value: Any, render: Callable[[Any], Body], status: int) -> tup
         return error.http_status, problem_body(
             error.http_status, error.slug, error.title, error.detail
         )
-    return status, dumps(render(value))
+    return _status_of(value, status), dumps(render(value))
 
 
 def output_format(req: falcon.Request, allowed: tuple[str, ...]) -> str:

@@ -12,19 +12,18 @@ from uuid import UUID
 import falcon
 
 from api.auth import actor_of
-from api.body import idempotency_key, parse_body, read_file, request_digest
+from api.body import parse_body, read_file
 from api.reconcile import import_file
 from api.resources.base import (
     Resource,
     output_format,
     page_params,
-    stored_answer,
+    run_command,
     write_csv,
     write_json,
 )
 from ledger.application import china_today
 from ledger.errors import NotFound
-from ledger.idempotency import Idempotency, Replay
 from ledger.validate import check_int_text, check_uuid
 from treasury.statements import MAX_STATEMENT_BYTES
 
@@ -54,33 +53,25 @@ class Statements(Resource):
         data = read_file(req, MAX_STATEMENT_BYTES)
         self.reader.at_least(None)  # the approved payouts the views list are all there are
         req.context.body = {"file_sha256": hashlib.sha256(data).hexdigest()}
-        key = idempotency_key(req)
-        idem = None
-        if key is not None:
-            idem = Idempotency(
-                scope=actor_of(req),
-                key=key,
-                request_sha256=request_digest(req, req.context.body),
-                render=lambda value: stored_answer(value, dict, 201),
-            )
-        answer, position = import_file(
-            self.ledger,
-            self.reader.store,
-            data,
-            req.content_type or "",
-            actor=actor_of(req),
-            idempotency=idem,
+        run_command(
+            req,
+            resp,
+            lambda idem: import_file(
+                self.ledger,
+                self.reader.store,
+                data,
+                req.content_type or "",
+                actor=actor_of(req),
+                idempotency=idem,
+            ),
+            _imported,
+            lambda answer: 200 if answer.get("replayed") else 201,
         )
-        if isinstance(answer, Replay):
-            resp.status = falcon.code_to_http_status(answer.status)
-            resp.content_type = falcon.MEDIA_JSON
-            resp.text = answer.body
-            resp.set_header("Idempotent-Replayed", "true")
-            return
-        replayed = bool(answer.pop("replayed", False))
-        write_json(resp, answer, 200 if replayed else 201)
-        if position is not None:
-            resp.set_header("X-Ledger-Position", str(position))
+
+
+def _imported(answer: dict[str, Any]) -> dict[str, Any]:
+    """The import's answer on the wire: whether it was the same file again is its status."""
+    return {k: v for k, v in answer.items() if k != "replayed"}
 
 
 def line_row(r: dict[str, Any]) -> dict[str, Any]:
