@@ -11,6 +11,7 @@ from audit import inspect
 from audit.follower import ChainFollower
 from audit.keys import Signer, load_or_create
 from audit.proofs import prove
+from audit.report_render import GUARANTEE_FIELDS
 from audit.store import AuditStore, open_audit
 from audit.trace import Tracer
 from audit.verify import Verdict, verify
@@ -114,21 +115,7 @@ class Auditor:
             "SELECT * FROM {proj_guarantee_claim} WHERE fiscal_year = %s ORDER BY filed_position",
             (fiscal_year,),
         )
-        fields = (
-            "claim_id",
-            "bank_id",
-            "pool_id",
-            "loan_id",
-            "rule",
-            "status",
-            "loss_fen",
-            "compensation_fen",
-            "returned_fen",
-            "exempt_net_loss_fen",
-            "exemption_ref",
-            "exempted_on",
-        )
-        return [{f: r[f] for f in fields} for r in rows]
+        return [{f: r[f] for f in GUARANTEE_FIELDS} for r in rows]
 
 
 def _source(r: dict[str, Any]) -> Body:
