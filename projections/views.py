@@ -251,25 +251,22 @@ class LedgerViews:
             self._add(b, SOURCES, source_key(source_id), column, amount_fen, position)
             if amount_fen == 0:
                 continue
-            row = {
-                "redemption_id": str(e.originator_id),
-                "line": f"subsidy:{source_id}" if kind == "subsidy" else "bonus",
-                "kind": kind,
-                "source_id": source_id,
-                "provider_id": e.provider_id,
-                "holder_id": e.holder_id,
-                "programme_id": e.programme_id,
-                "voucher_id": str(e.voucher_id),
-                "contract_no": e.contract_no,
-                "fiscal_year": e.fiscal_year,
-                "amount_fen": amount_fen,
-                "clawed_back_fen": 0,
-                "paid_fen": 0,
-                "payout_id": None,
-                "recorded_at": e.timestamp.isoformat(),
-                "redeemed_position": position,
-            }
-            b.put(PAYABLES, row, position)
+            self._open_payable(
+                b,
+                e,
+                position,
+                redemption_id=str(e.originator_id),
+                line=f"subsidy:{source_id}" if kind == "subsidy" else "bonus",
+                kind=kind,
+                source_id=source_id,
+                provider_id=e.provider_id,
+                holder_id=e.holder_id,
+                programme_id=e.programme_id,
+                voucher_id=str(e.voucher_id),
+                contract_no=e.contract_no,
+                fiscal_year=e.fiscal_year,
+                amount_fen=amount_fen,
+            )
 
     @staticmethod
     def _redemption(e: Any, b: Batch, position: int) -> None:
@@ -505,25 +502,22 @@ class LedgerViews:
         for source_id, amount_fen in e.splits:
             if not amount_fen:
                 continue
-            row = {
-                "redemption_id": claim["claim_id"],
-                "line": f"guarantee:{source_id}",
-                "kind": "guarantee",
-                "source_id": source_id,
-                "provider_id": claim["bank_id"],  # the payee
-                "holder_id": claim["borrower_id"],
-                "programme_id": claim["pool_id"],
-                "voucher_id": claim["loan_id"],
-                "contract_no": claim["loan_id"],
-                "fiscal_year": claim["fiscal_year"],
-                "amount_fen": int(amount_fen),
-                "clawed_back_fen": 0,
-                "paid_fen": 0,
-                "payout_id": None,
-                "recorded_at": e.timestamp.isoformat(),
-                "redeemed_position": position,
-            }
-            b.put(PAYABLES, row, position)
+            self._open_payable(
+                b,
+                e,
+                position,
+                redemption_id=claim["claim_id"],
+                line=f"guarantee:{source_id}",
+                kind="guarantee",
+                source_id=source_id,
+                provider_id=claim["bank_id"],  # the payee
+                holder_id=claim["borrower_id"],
+                programme_id=claim["pool_id"],
+                voucher_id=claim["loan_id"],
+                contract_no=claim["loan_id"],
+                fiscal_year=claim["fiscal_year"],
+                amount_fen=int(amount_fen),
+            )
 
     @apply.register(CLAIM_REJECTED)
     def _claim_rejected(self, e: Any, b: Batch, position: int) -> None:
@@ -697,6 +691,20 @@ class LedgerViews:
             "recorded_at": e.timestamp.isoformat(),
         }
         b.put(ACTIONS, row, position)
+
+    @staticmethod
+    def _open_payable(b: Batch, e: Any, position: int, **origin: Any) -> None:
+        """A payable line (a redemption's subsidy or bonus, a claim's compensation), nothing
+        of it yet clawed back, held or paid."""
+        row = {
+            **origin,
+            "clawed_back_fen": 0,
+            "paid_fen": 0,
+            "payout_id": None,
+            "recorded_at": e.timestamp.isoformat(),
+            "redeemed_position": position,
+        }
+        b.put(PAYABLES, row, position)
 
     @staticmethod
     def _add(b: Batch, t: Table, key: Any, column: str, amount: int, position: int) -> Row:
