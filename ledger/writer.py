@@ -40,7 +40,7 @@ import select
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -63,6 +63,12 @@ log = logging.getLogger(__name__)
 Command = Callable[..., Any]
 EventKey = tuple[UUID, int]
 PIPELINE_DEPTH = 4  # batches at the server at once
+# A batch of more events than this (a statement import) is serialised as it is sent, in chunks
+# of ``SEND_CHUNK_EVENTS``, all in its one transaction: the server inserts one chunk while this
+# thread serialises the next (a 100,000-line import: 2.6 s of serialising and 2.7 s of
+# inserting, which otherwise follow each other).
+STREAMED_BATCH_EVENTS = 20_000
+SEND_CHUNK_EVENTS = 10_000
 RECONNECT_WAIT_S = 0.5
 # What the store raises when it cannot be reached or cannot take writes (the recorders turn the
 # driver's errors into these): every other command of the batch would meet it too.
@@ -131,6 +137,8 @@ class _Batch:
     read_set: list[tuple[UUID, int]]
     results: list[tuple[_Job, Any, list[EventKey] | None]]
     snapshots: list[StoredEvent]
+    # Aggregates whose new events are serialised as the batch is sent (into ``events``).
+    unsent: list[Aggregate] | None = None
 
     @property
     def jobs(self) -> list[_Job]:
@@ -290,8 +298,11 @@ class Writer:
             else:
                 results.append((job, value, work.command_events()))
         changed = work.changed()
+        streamed = self._inserter is not None and (
+            sum(len(agg.pending_events) for agg in changed) > STREAMED_BATCH_EVENTS
+        )
         try:
-            stored = self._to_stored(changed)
+            stored = [] if streamed else self._to_stored(changed)
         except Exception:  # an event that cannot be serialised: let careful mode report it
             self._fall_back(work, jobs)
             return None
@@ -301,7 +312,9 @@ class Writer:
                 return None
             self.cache.put_all(list(work.touched.values()))
         due = self._snapshots_due(work, changed)
-        return _Batch(generation, stored, work.read_set(), results, due)
+        return _Batch(
+            generation, stored, work.read_set(), results, due, changed if streamed else None
+        )
 
     def _fall_back(self, work: Work, jobs: list[_Job]) -> None:
         self._discard(work)
@@ -493,7 +506,10 @@ class Writer:
     ) -> bool:
         batch = self._decide(items)
         if batch is not None:
-            if not batch.events:  # only refusals: settle in order, then check reads
+            if batch.unsent is not None:  # many events: serialised as they are sent
+                in_flight.append(batch)
+                inserter.send_chunks(self._stored_chunks(batch), batch.read_set)
+            elif not batch.events:  # only refusals: settle in order, then check reads
                 self._settle_all(inserter, in_flight)
                 self._commit_guarded(batch)
             else:
@@ -575,6 +591,25 @@ class Writer:
     def _load(self, agg_id: UUID) -> Aggregate:
         agg: Aggregate = self.app.repository.get(agg_id, projector_func=replay)
         return agg
+
+    def _stored_chunks(self, batch: _Batch) -> Iterator[list[StoredEvent]]:
+        """``_to_stored`` of a streamed batch, chunk by chunk, kept in ``batch.events`` too (its
+        outcome is matched to them). An event that cannot be serialised raises here, and the
+        inserter rolls the batch back: its commands are then run again in careful mode."""
+        assert batch.unsent is not None
+        to_stored = self.app.mapper.to_stored_event
+        chunk: list[StoredEvent] = []
+        for agg in batch.unsent:
+            for e in agg.collect_events():
+                chunk.append(to_stored(e))
+                if len(chunk) == SEND_CHUNK_EVENTS:
+                    batch.events.extend(chunk)
+                    yield chunk
+                    chunk = []
+        batch.unsent = None
+        if chunk:
+            batch.events.extend(chunk)
+            yield chunk
 
     def _to_stored(self, changed: list[Aggregate]) -> list[StoredEvent]:
         """Serialise the new events in the writer thread, so the committer only inserts.
