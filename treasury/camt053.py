@@ -40,6 +40,7 @@ same reader and keeps them in their statements."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import re
@@ -68,6 +69,7 @@ from treasury.statements import (
     TransactionDetail,
     check_statement_bytes,
     file_sha256,
+    line_digest,
     make_statement,
 )
 
@@ -485,11 +487,24 @@ class _Reader:
     """Reads the stream of completed ``<Ntry>`` and ``<Stmt>`` elements into lines, and
     statements when ``keep`` (else the lines are only counted)."""
 
-    def __init__(self, tags: _Tags, max_lines: int, *, keep: bool = True) -> None:
+    def __init__(
+        self,
+        tags: _Tags,
+        max_lines: int,
+        *,
+        keep: bool = True,
+        share: tuple[int, int, int] | None = None,
+    ) -> None:
         self.tags = tags
         self.max_lines = max_lines
         self.keep = keep
-        self.keys = LineKeys()
+        # A reader of one share (start, stop, n) reads the entries whose number (0-based, in
+        # file order) modulo n is in [start, stop), and keeps each statement's header with
+        # them (``parts``), unclosed; its lines' keys are their digests, which
+        # ``merge_shares`` makes keys in file order.
+        self.share = share
+        self.key_of = LineKeys().of_text if share is None else line_digest
+        self.parts: list[tuple[_Header, list[StatementLine]]] = []
         self.message_id: str | None = None
         self.created: date | None = None
         self.statements: list[Statement] = []
@@ -523,7 +538,8 @@ class _Reader:
         self.header = _header(self.tags, statement, first_entry, self.created)
         return self.header
 
-    def entry(self, element: Element) -> StatementLine:
+    def entry(self, element: Element) -> StatementLine | None:
+        """The line of one ``<Ntry>``; ``None`` for an entry of another share."""
         parent = element.getparent()
         if parent is None:
             raise StatementInvalid("an <Ntry> outside a <Stmt>")
@@ -532,6 +548,11 @@ class _Reader:
         self.line_count += 1
         if self.line_count > self.max_lines:
             raise StatementInvalid(f"more than {self.max_lines} entries in one file")
+        if self.share is not None:
+            start, stop, n = self.share
+            if not start <= (self.line_count - 1) % n < stop:
+                _release(element, parent, self.tags.entry)
+                return None
         try:
             line = self._line(element, self.line_count, header)
         except _Bad as bad:
@@ -589,7 +610,7 @@ class _Reader:
             code = f"{domain or ''}/{family or ''}/{sub_family or ''}"
         else:
             code = proprietary_code  # PMNT/RCDT/ESCT, else the bank's own code
-        key = self.keys.of_text(  # the text LineKeys.next makes of the same fields
+        key = self.key_of(  # the text LineKeys.next makes of the same fields
             f"{own}\x1f{currency}\x1f{bank_ref}\x1f{entry_ref}\x1f{booked_text}\x1f{valued_text}"
             f"\x1f{direction}\x1f{amount_fen}\x1f{reversal}\x1f{end_to_end}\x1f{tx_refs}"
         )
@@ -620,7 +641,9 @@ class _Reader:
         header = self.header if element is self.current else None
         header = header or self._open(element, None)
         self.statement_count += 1
-        if self.keep:
+        if self.share is not None:
+            self.parts.append((header, self.lines))
+        elif self.keep:
             self.statements.append(_close(header, self.lines))
         self.current, self.header, self.lines = None, None, []
         element.clear()
@@ -679,7 +702,9 @@ def _read(data: bytes, reader: _Reader) -> Iterator[StatementLine]:
             if count == 0:
                 reader.group_header(element)
             if element.tag == entry_tag:
-                yield reader.entry(element)
+                line = reader.entry(element)
+                if line is not None:
+                    yield line
             else:
                 reader.statement(element)
     except etree.XMLSyntaxError as error:
@@ -718,3 +743,63 @@ def iter_statement_lines(
     check_statement_bytes(data, max_bytes)
     _format_name, tags = _sniff(data)
     return _read(data, _Reader(tags, max_lines, keep=False))
+
+
+# ---- a file read in shares, by several processes (treasury/parallel_parse.py) ----------------
+Part = tuple[_Header, list[StatementLine]]  # one statement's header and the lines of one share
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """What the reader of one share found: every statement's header with that share's lines
+    (keys not yet made: digests), and the numbers that are checked over the whole file."""
+
+    format: str
+    message_id: str | None
+    parts: list[Part]
+    transaction_count: int
+
+
+def parse_camt053_share(
+    data: bytes, share: tuple[int, int, int], *, max_lines: int = MAX_LINES
+) -> Share:
+    """The entries of share ``share`` = (start, stop, n) of a camt.053 file: those whose
+    number (0-based, in file order) modulo n is in [start, stop), read as ``parse_camt053``
+    reads them. Every share parses the
+    whole document (the XML, the statements' headers, the count of entries), and reads only
+    its own entries into lines, which is most of the cost."""
+    format_name, tags = _sniff(data)
+    reader = _Reader(tags, max_lines, share=share)
+    for _line in _read(data, reader):
+        pass
+    return Share(format_name, reader.message_id, reader.parts, reader.transaction_count)
+
+
+def merge_shares(data: bytes, shares: Sequence[Share]) -> ParsedStatement:
+    """The ``ParsedStatement`` of the file the shares were read from (every share of it, from
+    the same bytes): each statement's lines in file order, keyed in file order. Raises
+    ``StatementInvalid`` when the file has more TxDtls than one import reads."""
+    if sum(s.transaction_count for s in shares) > MAX_TRANSACTIONS:
+        raise StatementInvalid(f"more than {MAX_TRANSACTIONS} TxDtls in one file")
+    keys = LineKeys()
+    statements = []
+    for parts in zip(*(s.parts for s in shares), strict=True):
+        lines = sorted(
+            [line for _header, share_lines in parts for line in share_lines], key=_number
+        )
+        for i, line in enumerate(lines):
+            key = keys.of_digest(line.key)
+            if key != line.key:  # a line identical to one before it: rare
+                lines[i] = dataclasses.replace(line, key=key)
+        statements.append(_close(parts[0][0], lines))
+    first = shares[0]
+    return ParsedStatement(
+        file_sha256=file_sha256(data),
+        format=first.format,
+        statements=tuple(statements),
+        message_id=first.message_id,
+    )
+
+
+def _number(line: StatementLine) -> int:
+    return line.line

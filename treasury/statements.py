@@ -218,13 +218,24 @@ class LineKeys:
     def of_text(self, text: str) -> str:
         """The key of a line whose material ``next`` would join into ``text`` (a parser
         that formats the fields itself saves the tuple)."""
-        base = hashlib.blake2b(text.encode(), digest_size=LINE_KEY_HEX_LEN // 2).hexdigest()
+        return self.of_digest(line_digest(text))
+
+    def of_digest(self, base: str) -> str:
+        """The key of the next line whose text has the digest ``base`` (``line_digest``):
+        ``base`` itself the first time, then with how many came before it."""
         occurrence = self._seen.get(base)
         if occurrence is None:
             self._seen[base] = 1
             return base
         self._seen[base] = occurrence + 1
         return f"{base[: LINE_KEY_HEX_LEN - 6]}#{occurrence:05d}"
+
+
+def line_digest(text: str) -> str:
+    """What a line's key starts from: a digest of the text ``LineKeys`` joins its material
+    into. A parser that reads a file in parts works out digests in each and the keys, which
+    depend on the lines before, in file order."""
+    return hashlib.blake2b(text.encode(), digest_size=LINE_KEY_HEX_LEN // 2).hexdigest()
 
 
 def _pick_balance(balances: Sequence[Balance], codes: Sequence[str]) -> Balance | None:
@@ -342,14 +353,14 @@ def parse_statement(
     type is sniffed. At most ``max_bytes`` bytes and ``max_lines`` bank lines; anything else
     unreadable raises ``StatementInvalid``."""
     # Imported here: the parsers build this module's types, so they import it first.
-    from treasury import bank_csv, camt053
+    from treasury import bank_csv, parallel_parse
 
     check_statement_bytes(data, max_bytes)
     media = _media_type(content_type)
     if media in SNIFF_TYPES:
         media = "application/xml" if _looks_like_xml(data) else "text/csv"
     if media in XML_TYPES or media.endswith("+xml"):
-        return camt053.parse_camt053(data, max_lines=max_lines)
+        return parallel_parse.parse_camt053(data, max_lines=max_lines)
     if media in CSV_TYPES:
         return bank_csv.parse_csv(data, max_lines=max_lines)
     raise StatementInvalid(f"content type {content_type!r} is neither camt.053 XML nor CSV")
