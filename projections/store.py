@@ -863,7 +863,10 @@ class PostgresViews(ViewStore, PostgresTrackingRecorder):
 
     @contextmanager
     def _read(self) -> Iterator[Any]:
-        with self.datastore.transaction(commit=False) as cursor:
+        # Every read is one statement, on a connection in autocommit mode: a transaction
+        # around it would add a BEGIN and a ROLLBACK, two round trips for nothing (a statement
+        # reads one snapshot anyway). Rows read after the position are at least that new.
+        with self.datastore.get_connection() as conn, conn.cursor() as cursor:
             yield cursor
 
     def _any_of(self, column: str, values: list[str]) -> Iterator[tuple[str, list[Any]]]:

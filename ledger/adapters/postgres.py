@@ -111,7 +111,14 @@ class ReconnectingPool(eventsourcing.postgres.ConnectionPool[psycopg.Connection[
 
     def check_alive(self, conn: psycopg.Connection[DictRow]) -> None:
         """The pre-ping (``POSTGRES_PRE_PING``): a dead connection usually means the server
-        restarted and took every other idle connection with it, so all are replaced now."""
+        restarted and took every other idle connection with it, so all are replaced now.
+
+        An idle connection whose socket has nothing to read is taken as alive without a round
+        trip (which cost a read a third of its time): a server that stops or restarts closes
+        its connections, and the closed socket is readable. Anything else (a readable socket,
+        a connection not idle) gets the real check."""
+        if _looks_alive(conn):
+            return
         try:
             self.check_connection(conn)
         except Exception:
@@ -120,6 +127,18 @@ class ReconnectingPool(eventsourcing.postgres.ConnectionPool[psycopg.Connection[
                 self._drained_s = now
                 self.drain()
             raise
+
+
+def _looks_alive(conn: psycopg.Connection[Any]) -> bool:
+    """Idle, in no transaction, and nothing on its socket: neither an answer nor a close."""
+    pg = conn.pgconn
+    if pg.status != pq.ConnStatus.OK or pg.transaction_status != pq.TransactionStatus.IDLE:
+        return False
+    try:
+        readable, _, _ = select.select([pg.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return False
+    return not readable
 
 
 def reconnecting_pool(datastore: PostgresDatastore) -> ReconnectingPool:
