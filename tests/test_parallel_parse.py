@@ -3,6 +3,7 @@ line, number and key, every statement, and the same refusal at the same fault.""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,23 @@ def test_the_limit_on_txdtls_holds_over_the_shares_together(
     message = refusal(large, parallel_parse.parse_camt053)
     assert message == refusal(large, camt053.parse_camt053)
     assert "TxDtls" in message
+
+
+def test_an_error_here_leaves_no_answer_of_the_worker_for_the_next_file(
+    large: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: object, **_kwargs: object) -> camt053.Share:
+        raise MemoryError("this process ran out while the worker read its share")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(camt053, "parse_camt053_share", broken)  # this process only
+        with pytest.raises(MemoryError):
+            parallel_parse.parse_camt053(large)
+
+    other = synthetic_camt053(3_000, batch_every=5, seed=7)
+    got: list[object] = []  # a stale answer in the pipe would deadlock this: fail, not hang
+    reader = threading.Thread(target=lambda: got.append(parallel_parse.parse_camt053(other)))
+    reader.start()
+    reader.join(timeout=60)
+    assert not reader.is_alive(), "the worker's answer to the failed read was left in the pipe"
+    assert got == [camt053.parse_camt053(other)]
