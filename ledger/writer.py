@@ -597,15 +597,13 @@ class Writer:
         outcome is matched to them). An event that cannot be serialised raises here, and the
         inserter rolls the batch back: its commands are then run again in careful mode."""
         assert batch.unsent is not None
-        to_stored = self.app.mapper.to_stored_event
         chunk: list[StoredEvent] = []
-        for agg in batch.unsent:
-            for e in agg.collect_events():
-                chunk.append(to_stored(e))
-                if len(chunk) == SEND_CHUNK_EVENTS:
-                    batch.events.extend(chunk)
-                    yield chunk
-                    chunk = []
+        for stored in self._stored_events(batch.unsent):
+            chunk.append(stored)
+            if len(chunk) == SEND_CHUNK_EVENTS:
+                batch.events.extend(chunk)
+                yield chunk
+                chunk = []
         batch.unsent = None
         if chunk:
             batch.events.extend(chunk)
@@ -616,8 +614,11 @@ class Writer:
 
         Events go straight to the recorder: Application.save() would check each object against
         runtime protocols, which costs more than the rest of a redemption."""
+        return list(self._stored_events(changed))
+
+    def _stored_events(self, changed: list[Aggregate]) -> Iterator[StoredEvent]:
         to_stored = self.app.mapper.to_stored_event
-        return [to_stored(e) for agg in changed for e in agg.collect_events()]
+        return (to_stored(e) for agg in changed for e in agg.collect_events())
 
     def _insert(
         self, stored: list[StoredEvent], read_set: list[tuple[UUID, int]]

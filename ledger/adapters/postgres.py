@@ -564,44 +564,39 @@ class PipelinedInserter:
     # The writer hears of a broken connection as the store's OperationalError, like every other
     # failure to reach the database (the driver's errors stay inside this module).
     def send(self, stored: Sequence[StoredEvent], read_set: Sequence[tuple[Any, int]]) -> None:
-        try:
-            # Sent as if every batch in flight will be stored: if one is not, every later one
-            # is refused too, and the writer decides them again.
-            expected = self.stored_batches + self.in_flight
-            params = insert_params(stored, read_set, expected)
-            self.pg.send_query_prepared(self.STATEMENT, params, INSERT_FORMATS, 0)
-            self.pg.pipeline_sync()
-            self._flush()
-        except psycopg.Error as exc:
-            raise OperationalError(str(exc)) from exc
-        self.in_flight += 1
+        """One batch in one insert: ``send_chunks`` with a single chunk."""
+        self.send_chunks(iter([stored]), read_set)
 
     def send_chunks(
         self, chunks: Iterator[Sequence[StoredEvent]], read_set: Sequence[tuple[Any, int]]
     ) -> None:
         """One batch sent a chunk at a time as ``chunks`` makes them, so the server inserts one
-        chunk while the writer serialises the next. The statements before one pipeline sync
-        are one transaction (PostgreSQL's implicit transaction of a pipeline): an insert that
-        fails skips the rest and undoes those before it. The first chunk takes the table lock
-        and carries the checks of ``send`` (what the batch read, the count of stored batches);
-        the others insert under the same lock. If ``chunks`` raises (an event that cannot be
-        serialised), a last statement fails on purpose, with the serialization failure that
-        makes the writer run the batch's commands again carefully."""
+        chunk while the writer serialises the next. It is sent as if every batch in flight will
+        be stored: if one is not, every later one is refused too, and the writer decides them
+        again. The statements before one pipeline sync are one transaction (PostgreSQL's
+        implicit transaction of a pipeline): an insert that fails skips the rest and undoes
+        those before it. The first chunk takes the table lock and carries the checks (what
+        the batch read, the count of stored batches); the others insert under the same lock.
+        If ``chunks`` raises (an event that cannot be serialised), a last statement fails on
+        purpose, with the serialization failure that makes the writer run the batch's commands
+        again carefully."""
         try:
             expected: int | None = self.stored_batches + self.in_flight
             reads = read_set
             sent = 0
-            try:
-                for chunk in chunks:
-                    params = insert_params(chunk, reads, expected)
-                    self.pg.send_query_prepared(self.STATEMENT, params, INSERT_FORMATS, 0)
-                    expected, reads = None, ()  # checked once, under the lock now held
-                    sent += 1
-                    self._flush()
-            except psycopg.Error:
-                raise
-            except Exception:
-                sent = 0
+            while True:
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    break
+                except Exception:  # an event that cannot be serialised
+                    sent = 0
+                    break
+                params = insert_params(chunk, reads, expected)
+                self.pg.send_query_prepared(self.STATEMENT, params, INSERT_FORMATS, 0)
+                expected, reads = None, ()  # checked once, under the lock now held
+                sent += 1
+                self._flush()
             if not sent:
                 self.pg.send_query_params(_UNDO_BATCH, None)
             self.pg.pipeline_sync()
