@@ -7,6 +7,7 @@ from typing import Any
 import falcon
 
 from api import problems
+from api.answers import AnswerCache, AnswerCacheMiddleware, AnsweredFromCache, answered
 from api.auth import Authenticator, AuthMiddleware
 from api.docs import Docs, OpenAPI
 from api.observability import Metrics, ObservabilityMiddleware
@@ -36,6 +37,7 @@ class LedgerApp(falcon.App):  # type: ignore[type-arg]
     ledger: VoucherLedger
     reader: ViewReader
     auditor: Auditor
+    answers: AnswerCache
 
     def close(self) -> None:
         self.auditor.close()
@@ -55,15 +57,19 @@ def create_app(settings: Settings, ledger: VoucherLedger | None = None) -> Ledge
         projector = Projector(ledger, store).start()
     reader = ViewReader(ledger, store, projector)
     auditor = Auditor(ledger, store, embedded=projector is not None)
+    answers = AnswerCache()
     app = LedgerApp(
         middleware=[
             ObservabilityMiddleware(),
             AuthMiddleware(Authenticator(ledger, settings.admin_token)),
+            AnswerCacheMiddleware(answers),
         ]
     )
+    app.answers = answers
     app.req_options.auto_parse_form_urlencoded = False
     app.resp_options.secure_cookies_by_default = True
     problems.install(app)
+    app.add_error_handler(AnsweredFromCache, answered)
     resources: dict[str, Any] = {
         "/v1/health": admin.Health(reader),
         "/v1/principals": admin.Principals(ledger, reader),

@@ -7,6 +7,12 @@ run again command by command; so one worker per two cores, the other core for Po
 the kernel. Measured on 2 cores (benchmarks/http.py, 16 users with readers, projector running):
 1 worker x 32 threads about 585 redemptions/s; 2 workers x 16 threads far fewer.
 
+16 threads, not 32: more threads than clients in flight only hand the interpreter lock to each
+other. With ``wrk -c16`` (benchmarks/http_wrk.py), once a read costs one query, 16 threads gave
+658 reads/s and 32 gave 490; 4 and 8 gave 691 and 671. Redemptions were the same at 8, 16 and
+32 (310-351/s), since the writer batches whatever is queued. 16 leaves room for slow requests
+(an import, a report) without making every quick one wait behind them.
+
 Beside the workers runs one ``voucher-ledger project`` process (the read models and the audit
 chain); a supervisor thread starts it again if it dies.
 
@@ -51,7 +57,7 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from api.problems import PROBLEM_TYPE, problem_body
 
-DEFAULT_THREADS = 32
+DEFAULT_THREADS = 16
 MAX_WORKERS = 32
 CORES_PER_WORKER = 2
 

@@ -16,7 +16,7 @@ from uuid import UUID
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Transcoder
 from eventsourcing.utils import get_topic
@@ -75,6 +75,7 @@ TOKEN_BYTES = 32
 MAX_STREAM_SCAN = 1_000_000
 NOTIFICATION_PAGE = 1000
 MAX_PAYOUT_CANDIDATES = 10_000
+READ_CACHE_AGGREGATES = 10_000  # aggregates kept for reads, least recently read out first
 MAX_TERM_MONTHS = 600
 MAX_STATEMENT_LINES = 250_000
 
@@ -110,6 +111,11 @@ class VoucherLedger(Application[UUID]):
         else:
             super().__init__(env=env)
         self.today = clock or china_today
+        # Reads keep the aggregates they replayed and bring them up to date with one query for
+        # the events after the version kept (eventsourcing's fast-forward): a voucher GET reads
+        # no more than what was stored since, where it replayed the whole stream. The writer
+        # keeps its own cache (ledger/writer.py); this one only ever holds stored events.
+        self.reads = Repository(self.events, cache_maxsize=READ_CACHE_AGGREGATES, fastforward=True)
         self.writer = Writer(
             self,
             max_batch=max_batch,
@@ -491,8 +497,9 @@ class VoucherLedger(Application[UUID]):
         return changed, max(after, head)
 
     def load_aggregate(self, agg_id: UUID, version: int | None = None) -> Aggregate:
-        """``repository.get``, replaying with ``ledger.events.replay``."""
-        agg: Aggregate = self.repository.get(agg_id, version=version, projector_func=replay)
+        """The aggregate as stored (at ``version``, else the latest), a copy of the one kept
+        for reads brought up to date, replaying with ``ledger.events.replay``."""
+        agg: Aggregate = self.reads.get(agg_id, version=version, projector_func=replay)
         return agg
 
     def _find(self, cls: type[A], agg_id: UUID) -> A | None:

@@ -32,11 +32,13 @@ class ViewReader:
         An explicit position not reached is an error (503); the implicit head is best effort,
         so a lagging projector slows reads down but does not fail them."""
         explicit = min_position is not None
-        head = self.head()
+        head, seen = self.store.head_and_position(self.ledger.recorder)
         if min_position is not None and min_position > head:
             # Positions come from write responses, so one beyond the log is a client's mistake.
             raise ValidationError(f"min_position {min_position} is beyond the log's end ({head})")
         target = head if min_position is None else min_position
+        if seen >= target:
+            return seen
         if self.projector is not None:
             # The store has the last word: a rebuild may have reset it under the projector.
             self.projector.wait(target, MAX_WAIT_S)
