@@ -1,0 +1,326 @@
+"""Faults a city's treasury will meet (issue 15), against the real ``voucher-ledger serve`` on a
+PostgreSQL cluster of the test's own: the database turned read-only under the server; a
+statement import whose server is killed (every process of it) while the import's transaction
+is at the database; the projector process (the views and the audit chain) killed under load."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from benchmarks.reconcile import TREASURY, camt053
+from ledger.application import VoucherLedger
+from ledger.settings import Settings
+from projections.runner import Projector
+from projections.store import TABLES, open_views
+from tests.outage_support import (
+    REQUEST_TIMEOUT_S,
+    Cluster,
+    Record,
+    keep_redeeming,
+    own_cluster,
+    redemption_body,
+    seed,
+    served,
+)
+from tests.test_api_e2e import projector_pids
+
+ADMIN = "faults-admin-token-" + "f" * 24
+STATEMENT_LINES = 30_000  # a streamed batch (ledger/writer.py): several chunks, several seconds
+KILL_WAIT_S = 60.0
+STATEMENT_TOPICS = ("%:BankStatement.%", "%:BankLine.%")
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def set_read_only(cluster: Cluster, on: bool) -> None:
+    """The whole cluster read-only (or not) for every session, the server's pooled ones too:
+    a reload makes each backend take the new default at its next transaction."""
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        conn.execute("SET default_transaction_read_only = off")  # this session may still write
+        if on:
+            conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        else:
+            conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+        conn.execute("SELECT pg_reload_conf()")
+    time.sleep(0.5)  # the backends take the signal before their next command
+
+
+def events_like(cluster: Cluster, *patterns: str) -> int:
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM voucherledger_events WHERE "
+            + " OR ".join("topic LIKE %s" for _ in patterns),
+            patterns,
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def log_head(cluster: Cluster) -> int:
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        row = conn.execute("SELECT max(notification_id) FROM voucherledger_events").fetchone()
+    assert row is not None
+    return int(row[0] or 0)
+
+
+def test_a_read_only_database_refuses_writes_with_503_keeps_reads_and_heals(
+    tmp_path: Path,
+) -> None:
+    with (
+        own_cluster() as cluster,
+        served(cluster.url, tmp_path, ADMIN) as server,
+        httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT_S) as client,
+    ):
+        world = seed(client, ADMIN, 1)
+        voucher = world.vouchers[0]
+        provider = auth(world.provider)
+        first = client.post(
+            "/v1/redemptions", json=redemption_body(voucher, "first"), headers=provider
+        )
+        assert first.status_code == 201, first.text
+        position = first.headers["X-Ledger-Position"]
+        balances_path = f"/v1/institutions/{first.json()['provider_id']}/balances"
+        before = client.get(
+            balances_path,
+            params={"fiscal_year": "2026", "min_position": position},
+            headers=provider,
+        )
+        assert before.status_code == 200, before.text
+        voucher_before = client.get(f"/v1/vouchers/{voucher}", headers=auth(world.auditor))
+        assert voucher_before.status_code == 200, voucher_before.text
+        head = log_head(cluster)
+
+        set_read_only(cluster, True)
+        try:
+            key = uuid.uuid4().hex
+            body = redemption_body(voucher, key)
+            for _ in range(3):  # the writer's connection and the pool's each meet it
+                refused = client.post(
+                    "/v1/redemptions", json=body, headers={**provider, "Idempotency-Key": key}
+                )
+                assert refused.status_code == 503, refused.text
+                assert refused.headers["Content-Type"].startswith("application/problem+json")
+                assert refused.json()["type"].endswith("/database-unavailable")
+                assert int(refused.headers["Retry-After"]) >= 1
+            # Reads keep working: the views, the log, the audit chain, the health check.
+            views = client.get(balances_path, params={"fiscal_year": "2026"}, headers=provider)
+            assert views.status_code == 200 and views.json() == before.json()
+            read = client.get(f"/v1/vouchers/{voucher}", headers=auth(world.auditor))
+            assert read.status_code == 200 and read.json() == voucher_before.json()
+            assert client.get("/v1/audit/verify", headers=auth(world.auditor)).status_code == 200
+            assert client.get("/v1/health").status_code == 200
+            assert log_head(cluster) == head  # nothing was written
+        finally:
+            set_read_only(cluster, False)
+
+        # Writes work again, and the key refused while read-only was not spent on the 503.
+        deadline = time.monotonic() + 10
+        while True:
+            again = client.post(
+                "/v1/redemptions", json=body, headers={**provider, "Idempotency-Key": key}
+            )
+            if again.status_code != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(float(again.headers.get("Retry-After", "1")))
+        assert again.status_code == 201, again.text
+        assert "Idempotent-Replayed" not in again.headers
+        after = client.get(
+            balances_path,
+            params={"fiscal_year": "2026", "min_position": again.headers["X-Ledger-Position"]},
+            headers=provider,
+        )
+        assert after.status_code == 200, after.text  # the projector came through it too
+        assert (
+            after.json()["redeemed_contract_fen"]
+            == before.json()["redeemed_contract_fen"] + body["contract_amount_fen"]
+        )
+
+
+def server_pids(master_pid: int) -> list[int]:
+    """The serving master and every process under it (workers, the projector)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [master_pid]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def writing_transactions(cluster: Cluster) -> int:
+    """Sessions of the ledger's database in a transaction that has written something."""
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def import_statement(base_url: str, token: str, data: bytes, out: dict[str, Any]) -> None:
+    try:
+        with httpx.Client(base_url=base_url, timeout=120) as client:
+            answer = client.post(
+                "/v1/statements",
+                content=data,
+                headers={**auth(token), "Content-Type": "application/xml"},
+            )
+        out["status"] = answer.status_code
+    except httpx.TransportError as exc:
+        out["error"] = exc
+
+
+def test_a_statement_import_killed_halfway_stores_nothing_and_imports_again(
+    tmp_path: Path,
+) -> None:
+    data = camt053([], STATEMENT_LINES)
+    with own_cluster() as cluster:
+        with (
+            served(cluster.url, tmp_path, ADMIN) as server,
+            httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT_S) as client,
+        ):
+            made = client.post(
+                "/v1/principals", json={"name": "t", "role": "treasury"}, headers=auth(ADMIN)
+            )
+            assert made.status_code == 201, made.text
+            treasury = made.json()["token"]
+            out: dict[str, Any] = {}
+            sender = threading.Thread(
+                target=import_statement, args=(server.base_url, treasury, data, out)
+            )
+            sender.start()
+            # Kill every process of the server once the import's transaction is at the
+            # database, having written rows that are not committed.
+            deadline = time.monotonic() + KILL_WAIT_S
+            while writing_transactions(cluster) == 0:
+                assert "status" not in out, f"the import ended before the kill: {out}"
+                assert time.monotonic() < deadline, "the import never reached the database"
+                time.sleep(0.005)
+            for pid in server_pids(server.process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            sender.join(timeout=30)
+            assert "status" not in out, f"answered although killed: {out}"
+
+        # PostgreSQL rolls back what the dead session left, or commits it whole if the
+        # transaction had all reached it: never a part of a statement.
+        deadline = time.monotonic() + 30
+        while writing_transactions(cluster) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stored = events_like(cluster, *STATEMENT_TOPICS)
+
+        with (
+            served(cluster.url, tmp_path, ADMIN) as server,
+            httpx.Client(base_url=server.base_url, timeout=120) as client,
+        ):
+            headers = {**auth(treasury), "Content-Type": "application/xml"}
+            again = client.post("/v1/statements", content=data, headers=headers)
+            assert again.status_code == (201 if stored == 0 else 200), again.text
+            summary = again.json()
+            assert summary["line_count"] == STATEMENT_LINES
+            assert summary["account"] == TREASURY
+            once_more = client.post("/v1/statements", content=data, headers=headers)
+            assert once_more.status_code == 200 and once_more.json()["id"] == summary["id"]
+        whole = events_like(cluster, *STATEMENT_TOPICS)
+        assert whole > STATEMENT_LINES  # the statement and a line for each entry
+        assert stored in (0, whole), f"{stored} of {whole} statement events survived the kill"
+        print(f"statement events after the kill: {stored} of {whole}")
+
+
+LOADERS = 4
+LOAD_BEFORE_S = 1.5
+
+
+def test_the_projector_killed_under_load_resumes_to_views_equal_to_a_rebuild(
+    tmp_path: Path,
+) -> None:
+    with own_cluster() as cluster:
+        with (
+            served(cluster.url, tmp_path, ADMIN) as server,
+            httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT_S) as client,
+        ):
+            world = seed(client, ADMIN, LOADERS)
+            record, stop = Record(), threading.Event()
+            load = [
+                threading.Thread(target=keep_redeeming, args=(server, world, v, record, stop))
+                for v in world.vouchers
+            ]
+            for thread in load:
+                thread.start()
+            try:
+                time.sleep(LOAD_BEFORE_S)
+                (first,) = projector_pids(server.process.pid)
+                os.kill(first, signal.SIGKILL)
+                # While no projector runs, the health check says how far behind the views are.
+                deadline = time.monotonic() + 10
+                while True:
+                    health = client.get("/v1/health")
+                    assert health.status_code == 200
+                    lag = health.json()["projections"]
+                    if lag["behind_events"] > 0 and lag["behind_ms"] > 0:
+                        break
+                    assert time.monotonic() < deadline, f"no lag reported: {lag}"
+                    time.sleep(0.05)
+                # The supervisor starts another, which catches up while the load goes on.
+                deadline = time.monotonic() + 30
+                while not (again := projector_pids(server.process.pid)) or again == [first]:
+                    assert time.monotonic() < deadline, "the projector was not started again"
+                    time.sleep(0.1)
+                time.sleep(LOAD_BEFORE_S)
+            finally:
+                stop.set()
+                for thread in load:
+                    thread.join(timeout=2 * REQUEST_TIMEOUT_S)
+            statuses = {s.status for s in record.seen}
+            assert statuses == {201}, record.timeline(record.seen[0].at_s)
+            head = log_head(cluster)
+            deadline = time.monotonic() + 30
+            while (lag := client.get("/v1/health").json()["projections"])["position"] < head:
+                assert time.monotonic() < deadline, f"the views did not catch up: {lag}"
+                time.sleep(0.1)
+            verdict = client.get("/v1/audit/verify", headers=auth(world.auditor)).json()
+            assert verdict["ok"] is True and verdict["events_checked"] == head, verdict
+            acknowledged = sum(1 for a in record.attempts if a.status == 201)
+            assert acknowledged > 0
+
+        # The views the killed and restarted projector left are the views of a rebuild.
+        store = open_views(Settings(database_url=cluster.url))
+        try:
+            assert store.position() == head
+            resumed = {t.name: store.all_rows(t) for t in TABLES}
+            with psycopg.connect(cluster.url, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM voucherledger_events WHERE topic LIKE %s",
+                    ("%:ContractClaim.Claimed",),
+                ).fetchone()
+            assert row is not None and int(row[0]) == acknowledged  # each 201 once
+            ledger = VoucherLedger(Settings(database_url=cluster.url))
+            try:
+                store.reset()
+                Projector(ledger, store).catch_up()
+            finally:
+                ledger.close()
+            assert {t.name: store.all_rows(t) for t in TABLES} == resumed
+        finally:
+            store.close()
