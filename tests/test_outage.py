@@ -161,12 +161,20 @@ def cut_off(pg_schema_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cut
         app.close()
 
 
+TERMINATE_WAIT_MS = 5_000
+
+
 def terminate_connections(url: str) -> None:
-    """What a database restart does to every connection open to it."""
+    """What a database restart does to every connection open to it; returns once each of
+    those backends has exited (has sent its goodbye and closed the socket). Without the wait,
+    ``pg_terminate_backend`` returns as soon as it has signalled, and a query may still go out
+    on a connection whose backend is about to say it is terminating: no pre-ping can close
+    that window, and the test would race it (it failed so once in a full run)."""
     with psycopg.connect(url.split("?")[0], autocommit=True) as admin:
         admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE pid <> pg_backend_pid() AND datname = current_database()"
+            "SELECT pg_terminate_backend(pid, %s) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND datname = current_database()",
+            (TERMINATE_WAIT_MS,),
         )
 
 
