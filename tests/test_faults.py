@@ -6,8 +6,12 @@ is at the database; the projector process (the views and the audit chain) killed
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
+import shutil
 import signal
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -16,13 +20,16 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
 from benchmarks.reconcile import TREASURY, camt053
 from ledger.application import VoucherLedger
 from ledger.settings import Settings
 from projections.runner import Projector
 from projections.store import TABLES, open_views
+from tests.conftest import PROVIDER
 from tests.outage_support import (
+    CONTRACT_FEN,
     REQUEST_TIMEOUT_S,
     Cluster,
     Record,
@@ -35,6 +42,7 @@ from tests.outage_support import (
 from tests.test_api_e2e import projector_pids
 
 ADMIN = "faults-admin-token-" + "f" * 24
+FACE_FEN = 2_000_000  # each voucher outage_support.seed issues
 STATEMENT_LINES = 30_000  # a streamed batch (ledger/writer.py): several chunks, several seconds
 KILL_WAIT_S = 60.0
 STATEMENT_TOPICS = ("%:BankStatement.%", "%:BankLine.%")
@@ -324,3 +332,170 @@ def test_the_projector_killed_under_load_resumes_to_views_equal_to_a_rebuild(
             assert {t.name: store.all_rows(t) for t in TABLES} == resumed
         finally:
             store.close()
+
+
+def test_the_server_killed_under_load_loses_no_acknowledged_redemption_and_none_twice(
+    tmp_path: Path,
+) -> None:
+    """Every process of the server SIGKILLed while redemptions come in, then started again:
+    each 201 is in the log once, each request whose answer was lost answers 201 when sent again
+    with its Idempotency-Key, the vouchers hold face value minus what was acknowledged, the
+    views equal a replay and the audit chain verifies."""
+    with own_cluster() as cluster:
+        with (
+            served(cluster.url, tmp_path, ADMIN) as server,
+            httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT_S) as client,
+        ):
+            world = seed(client, ADMIN, LOADERS)
+            record, stop = Record(), threading.Event()
+            load = [
+                threading.Thread(target=keep_redeeming, args=(server, world, v, record, stop))
+                for v in world.vouchers
+            ]
+            for thread in load:
+                thread.start()
+            time.sleep(LOAD_BEFORE_S)
+            for pid in server_pids(server.process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            stop.set()
+            for thread in load:
+                thread.join(timeout=2 * REQUEST_TIMEOUT_S)
+        lost = [a for a in record.attempts if a.status != 201]
+        acknowledged = [a for a in record.attempts if a.status == 201]
+        assert acknowledged, record.timeline(record.seen[0].at_s)
+        assert all(a.status is None for a in lost), {a.status for a in lost}
+
+        with (
+            served(cluster.url, tmp_path, ADMIN) as server,
+            httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT_S) as client,
+        ):
+            provider = auth(world.provider)
+            for attempt in lost:
+                again = client.post(
+                    "/v1/redemptions",
+                    json=attempt.body,
+                    headers={**provider, "Idempotency-Key": attempt.key},
+                )
+                assert again.status_code == 201, again.text
+                attempt.status, attempt.redemption_id = 201, again.json()["id"]
+            done = acknowledged + lost
+            head = log_head(cluster)
+            with psycopg.connect(cluster.url, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT count(*), count(DISTINCT originator_id) FROM voucherledger_events "
+                    "WHERE topic LIKE %s",
+                    ("%:ContractClaim.Claimed",),
+                ).fetchone()
+            assert row is not None and tuple(row) == (len(done), len(done))  # each once
+            assert len({a.redemption_id for a in done}) == len(done)
+            auditor = auth(world.auditor)
+            for voucher in world.vouchers:
+                used = [a for a in done if a.body["voucher_id"] == voucher]
+                read = client.get(f"/v1/vouchers/{voucher}", headers=auditor).json()
+                subsidy_fen = CONTRACT_FEN * 9 // 10  # the province's 60% and the city's 30%
+                assert read["remaining_fen"] == FACE_FEN - subsidy_fen * len(used), read
+            year = str(dt.date.fromisoformat(redemption_body(voucher, "x")["service_date"]).year)
+            path = f"/v1/institutions/{PROVIDER}/balances"
+            views = client.get(
+                path, params={"fiscal_year": year, "min_position": head}, headers=auditor
+            ).json()
+            now = dt.datetime.now(dt.UTC).isoformat()
+            replay = client.get(
+                path, params={"fiscal_year": year, "as_of": now}, headers=auditor
+            ).json()
+            assert {k: views[k] for k in replay if k != "as_of"} == {
+                k: v for k, v in replay.items() if k != "as_of"
+            }
+            assert views["redeemed_contract_fen"] == CONTRACT_FEN * len(done)
+            # The chain follows the log a moment behind. It checks events, not positions:
+            # the batches the kill cut off took positions that no event holds.
+            with psycopg.connect(cluster.url, autocommit=True) as conn:
+                row = conn.execute("SELECT count(*) FROM voucherledger_events").fetchone()
+            assert row is not None
+            events = int(row[0])
+            deadline = time.monotonic() + 30
+            while True:
+                verdict = client.get("/v1/audit/verify", headers=auditor).json()
+                assert verdict["ok"] is True, verdict
+                if verdict["events_checked"] >= events or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert verdict["events_checked"] == events, (verdict, events, head)
+
+
+def test_a_full_disk_refuses_writes_with_503_keeps_reads_and_heals(tmp_path: Path) -> None:
+    """The event log's table on a tablespace of its own, on a tmpfs of 4 MiB that a file
+    fills up: PostgreSQL cannot extend the table (53100, disk full). Writes answer 503
+    database-unavailable with Retry-After, reads go on, and once the file is gone the same
+    keyed request is stored."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    space = Path(tempfile.mkdtemp(prefix="voucher-ledger-tiny-"))
+    space.chmod(0o755)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(space)], check=True)
+    try:
+        shutil.chown(space, "postgres", "postgres")
+        with (
+            own_cluster() as cluster,
+            served(cluster.url, tmp_path, ADMIN) as server,
+            httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT_S) as client,
+        ):
+            world = seed(client, ADMIN, 1)
+            voucher = world.vouchers[0]
+            provider, auditor = auth(world.provider), auth(world.auditor)
+            first = client.post(
+                "/v1/redemptions", json=redemption_body(voucher, "first"), headers=provider
+            )
+            assert first.status_code == 201, first.text
+            with psycopg.connect(cluster.url, autocommit=True) as conn:
+                conn.execute(f"CREATE TABLESPACE tiny LOCATION '{space}'")
+                conn.execute("ALTER TABLE voucherledger_events SET TABLESPACE tiny")
+            filler = space / "filler"
+            with open(filler, "wb", buffering=0) as out, contextlib.suppress(OSError):
+                while True:  # until the filesystem is full
+                    out.write(b"\0" * 65536)
+            read_before = client.get(f"/v1/vouchers/{voucher}", headers=auditor).json()
+            head = log_head(cluster)
+
+            key = uuid.uuid4().hex
+            body = redemption_body(voucher, key)
+            headers = {**provider, "Idempotency-Key": key}
+            for n in range(200):  # the table's last page fills up first
+                refused = client.post(
+                    "/v1/redemptions",
+                    json=redemption_body(voucher, f"fill-{n}"),
+                    headers=provider,
+                )
+                if refused.status_code != 201:
+                    break
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["type"].endswith("/database-unavailable")
+            assert int(refused.headers["Retry-After"]) >= 1
+            stored_while_full = log_head(cluster)
+            keyed = client.post("/v1/redemptions", json=body, headers=headers)
+            assert keyed.status_code == 503, keyed.text
+            assert log_head(cluster) == stored_while_full
+            # Reads go on: the log and the views.
+            assert client.get(f"/v1/vouchers/{voucher}", headers=auditor).status_code == 200
+            assert client.get("/v1/health").status_code == 200
+            assert (
+                client.get("/v1/funding-sources/province-2026", headers=auditor).status_code == 200
+            )
+
+            filler.unlink()  # space again
+            deadline = time.monotonic() + 10
+            while True:
+                again = client.post("/v1/redemptions", json=body, headers=headers)
+                if again.status_code != 503 or time.monotonic() > deadline:
+                    break
+                time.sleep(float(again.headers.get("Retry-After", "1")))
+            assert again.status_code == 201, again.text
+            after = client.get(f"/v1/vouchers/{voucher}", headers=auditor).json()
+            assert after["remaining_fen"] < read_before["remaining_fen"]
+            assert log_head(cluster) > max(head, stored_while_full)
+            verdict = client.get("/v1/audit/verify", headers=auditor).json()
+            assert verdict["ok"] is True, verdict
+    finally:
+        subprocess.run(["umount", "-l", str(space)], check=False)
+        shutil.rmtree(space, ignore_errors=True)
