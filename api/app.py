@@ -71,7 +71,7 @@ def create_app(settings: Settings, ledger: VoucherLedger | None = None) -> Ledge
     problems.install(app)
     app.add_error_handler(AnsweredFromCache, answered)
     resources: dict[str, Any] = {
-        "/v1/health": admin.Health(reader),
+        "/v1/health": admin.Health(reader, auditor.chain_reader),
         "/v1/principals": admin.Principals(ledger, reader),
         "/v1/principals/{id}/revoke": admin.PrincipalRevoke(ledger),
         "/v1/principals/{id}/rotate": admin.PrincipalRotate(ledger),

@@ -192,14 +192,12 @@ REQUESTS: dict[str, Schema] = {
     "Clawback": obj({"reason_code": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9-]{0,39}$"}}),
 }
 
+LAG = obj({"position": COUNT, "head": COUNT, "behind_events": COUNT, "behind_ms": COUNT})
+
 RESPONSES: dict[str, Schema] = {
     "Health": obj(
         {"status": {"enum": ["ok"]}},
-        {
-            "projections": obj(
-                {"position": COUNT, "head": COUNT, "behind_events": COUNT, "behind_ms": COUNT}
-            )
-        },
+        {"projections": LAG, "audit_chain": LAG},
     ),
     "Principal": obj(
         {

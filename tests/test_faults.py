@@ -280,13 +280,17 @@ def test_the_projector_killed_under_load_resumes_to_views_equal_to_a_rebuild(
                 time.sleep(LOAD_BEFORE_S)
                 (first,) = projector_pids(server.process.pid)
                 os.kill(first, signal.SIGKILL)
-                # While no projector runs, the health check says how far behind the views are.
+                # While no projector runs, the health check says how far behind the views and
+                # the audit chain are.
                 deadline = time.monotonic() + 10
                 while True:
                     health = client.get("/v1/health")
                     assert health.status_code == 200
-                    lag = health.json()["projections"]
-                    if lag["behind_events"] > 0 and lag["behind_ms"] > 0:
+                    lag = health.json()
+                    if all(
+                        lag[part]["behind_events"] > 0 and lag[part]["behind_ms"] > 0
+                        for part in ("projections", "audit_chain")
+                    ):
                         break
                     assert time.monotonic() < deadline, f"no lag reported: {lag}"
                     time.sleep(0.05)
@@ -304,9 +308,13 @@ def test_the_projector_killed_under_load_resumes_to_views_equal_to_a_rebuild(
             assert statuses == {201}, record.timeline(record.seen[0].at_s)
             head = log_head(cluster)
             deadline = time.monotonic() + 30
-            while (lag := client.get("/v1/health").json()["projections"])["position"] < head:
+            while True:
+                lag = client.get("/v1/health").json()
+                if min(lag[p]["position"] for p in ("projections", "audit_chain")) >= head:
+                    break
                 assert time.monotonic() < deadline, f"the views did not catch up: {lag}"
                 time.sleep(0.1)
+            assert lag["audit_chain"]["behind_events"] == 0
             verdict = client.get("/v1/audit/verify", headers=auth(world.auditor)).json()
             assert verdict["ok"] is True and verdict["events_checked"] == head, verdict
             acknowledged = sum(1 for a in record.attempts if a.status == 201)

@@ -12,22 +12,29 @@ from api.body import parse_body
 from api.resources.base import Resource, page_params, paged, run_command, write_json
 from ledger.idempotency import Idempotency
 from projections.reader import ViewReader
+from projections.runner import Lag
 
 
 class Health:
-    def __init__(self, reader: ViewReader) -> None:
+    def __init__(self, reader: ViewReader, chain: ViewReader | None = None) -> None:
         self.reader = reader
+        self.chain = chain
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Alive, and how far the read models are behind the log."""
-        lag = self.reader.lag()
-        projections = {
-            "position": lag.position,
-            "head": lag.head,
-            "behind_events": lag.behind_events,
-            "behind_ms": int(lag.behind_s * 1000),
-        }
-        write_json(resp, {"status": "ok", "projections": projections})
+        """Alive, and how far the read models and the audit chain are behind the log."""
+        body: dict[str, object] = {"status": "ok", "projections": _lag_body(self.reader.lag())}
+        if self.chain is not None:
+            body["audit_chain"] = _lag_body(self.chain.lag())
+        write_json(resp, body)
+
+
+def _lag_body(lag: Lag) -> dict[str, int]:
+    return {
+        "position": lag.position,
+        "head": lag.head,
+        "behind_events": lag.behind_events,
+        "behind_ms": int(lag.behind_s * 1000),
+    }
 
 
 class Principals(Resource):
