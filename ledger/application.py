@@ -16,7 +16,7 @@ from uuid import UUID
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from eventsourcing.application import AggregateNotFoundError, Application, Repository
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Transcoder
 from eventsourcing.utils import get_topic
@@ -36,6 +36,7 @@ from ledger.money import MAX_AMOUNT_FEN, check_bp, check_fen
 from ledger.payouts import KINDS as PAYABLE_KINDS
 from ledger.payouts import PayableLine, Payout
 from ledger.principals import ROLES, Principal, TokenBinding
+from ledger.read_repository import ReadRepository
 from ledger.redemptions import Redeem
 from ledger.settings import Settings
 from ledger.transcoder import FastJSONTranscoder
@@ -114,8 +115,11 @@ class VoucherLedger(Application[UUID]):
         # Reads keep the aggregates they replayed and bring them up to date with one query for
         # the events after the version kept (eventsourcing's fast-forward): a voucher GET reads
         # no more than what was stored since, where it replayed the whole stream. The writer
-        # keeps its own cache (ledger/writer.py); this one only ever holds stored events.
-        self.reads = Repository(self.events, cache_maxsize=READ_CACHE_AGGREGATES, fastforward=True)
+        # keeps its own cache (ledger/writer.py); this one only ever holds stored events, and
+        # gives copies of whole versions (ledger/read_repository.py).
+        self.reads = ReadRepository(
+            self.events, cache_maxsize=READ_CACHE_AGGREGATES, fastforward=True
+        )
         self.writer = Writer(
             self,
             max_batch=max_batch,

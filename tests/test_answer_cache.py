@@ -4,11 +4,15 @@ principal, never after the views or the stream moved on."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import threading
 from typing import Any
+from uuid import UUID
 
 import pytest
 
+import ledger.read_repository as ledger_read_repository
 from api.answers import MAX_BODY_CHARS, AnswerCache
 from ledger.application import VoucherLedger
 from ledger.settings import Settings
@@ -180,3 +184,46 @@ def test_a_voucher_as_of_an_instant_is_read_from_its_events(world: Api) -> None:
     then = world.get(f"/v1/vouchers/{voucher}", world.tokens["program_officer"], as_of=instant).json
     assert now["remaining_fen"] < before["remaining_fen"]
     assert then["remaining_fen"] == before["remaining_fen"]
+
+
+def test_a_copy_for_a_read_and_a_fast_forward_of_the_same_aggregate_never_overlap(
+    world: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader copying the kept voucher while another reader applies the voucher's newest
+    events to it could copy half of them: the second waits until the copy is made."""
+    import eventsourcing.application
+
+    ledger = world.app.ledger
+    voucher = UUID(issue(world))
+    ledger.load_aggregate(voucher)  # kept for reads
+    copying, go = threading.Event(), threading.Event()
+    real = copy.deepcopy
+
+    def slow_copy(thing: Any, *args: Any) -> Any:
+        if threading.current_thread().name == "copier":
+            copying.set()
+            go.wait(5)
+        return real(thing, *args)
+
+    monkeypatch.setattr(ledger_read_repository, "deepcopy", slow_copy)
+    monkeypatch.setattr(eventsourcing.application, "deepcopy", slow_copy)  # the library's copy
+    copier = threading.Thread(target=ledger.load_aggregate, args=(voucher,), name="copier")
+    copier.start()
+    assert copying.wait(5)
+    ledger.revoke_voucher(voucher, reason="duplicate application", actor="officer-2")
+    forwarded = threading.Event()
+
+    def fast_forward() -> None:
+        ledger.load_aggregate(voucher)
+        forwarded.set()
+
+    follower = threading.Thread(target=fast_forward)
+    follower.start()
+    try:
+        assert not forwarded.wait(0.3), "the kept voucher changed while it was being copied"
+    finally:
+        go.set()
+        copier.join(5)
+        follower.join(5)
+    assert forwarded.is_set()
+    assert ledger.voucher(str(voucher)).status == "revoked"
