@@ -4,11 +4,14 @@
 #   scripts/pg.sh stop DIR
 #   scripts/pg.sh kill DIR      -> stop in immediate mode, as a crash would (fault tests)
 #   scripts/pg.sh restart DIR   -> start the stopped cluster again on its stored port
+#   scripts/pg.sh standby DIR PRIMARY_DIR -> a hot standby of the running cluster in PRIMARY_DIR
+#                                 (pg_basebackup, streaming replication); prints its URL
+#   scripts/pg.sh promote DIR   -> the standby in DIR becomes a primary (pg_ctl promote)
 # Installs the server with apt-get when it is missing. initdb refuses to run as root,
 # so as root the cluster is created and run by the `postgres` user in a folder it owns.
 set -euo pipefail
 
-cmd=${1:?start|stop|kill|restart}
+cmd=${1:?start|stop|kill|restart|standby|promote}
 dir=${2:?state directory}
 
 find_bin() {
@@ -83,6 +86,36 @@ restart() {
   run_server "$bin"
 }
 
+# A hot standby: a base backup of the primary that keeps streaming its WAL (-R writes the
+# primary_conninfo and standby.signal), on a port of its own. initdb's trust rules let
+# replication connections from 127.0.0.1 in.
+standby() {
+  local bin primary port
+  primary=$(cd "${3:?primary directory}" && pwd)
+  bin=$(find_bin)
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  chmod 755 "$dir"
+  cd "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres "$dir"
+  rm -rf "$dir/data"
+  port=$(free_port)
+  echo "$port" >"$dir/port"
+  as_pg "$bin/pg_basebackup" -h 127.0.0.1 -p "$(cat "$primary/port")" -U postgres \
+    -D "$dir/data" -R -X stream -c fast >"$dir/basebackup.log" 2>&1 \
+    || { cat "$dir/basebackup.log" >&2; exit 1; }
+  run_server "$bin"
+  echo "postgresql://ledger:ledger@127.0.0.1:$port/ledger"
+}
+
+promote() {
+  local bin
+  bin=$(find_bin)
+  dir=$(cd "$dir" && pwd)
+  cd "$dir"
+  as_pg "$bin/pg_ctl" -D "$dir/data" -w -t 60 promote >&2
+}
+
 stop() {
   local bin
   bin=$(find_bin) || return 0
@@ -96,5 +129,7 @@ case "$cmd" in
   stop) stop ;;
   kill) kill_server ;;
   restart) restart ;;
-  *) echo "usage: $0 start|stop|kill|restart DIR" >&2; exit 2 ;;
+  standby) standby "$@" ;;
+  promote) promote ;;
+  *) echo "usage: $0 start|stop|kill|restart|promote DIR, or standby DIR PRIMARY_DIR" >&2; exit 2 ;;
 esac
