@@ -49,11 +49,11 @@ class Cluster:
 
     def kill(self) -> None:
         """Stop it in immediate mode: no shutdown checkpoint, connections cut, as in a crash."""
-        _pg_sh("kill", self.folder)
+        pg_sh("kill", self.folder)
 
     def restart(self) -> None:
         """Start it again on the same port; returns once it accepts connections."""
-        _pg_sh("restart", self.folder)
+        pg_sh("restart", self.folder)
 
     def claims_in_log(self) -> int:
         """Redemptions in the event log: each claims its contract once (ContractClaim)."""
@@ -66,9 +66,10 @@ class Cluster:
         return int(row[0])
 
 
-def _pg_sh(command: str, folder: Path) -> str:
+def pg_sh(command: str, *args: str | Path) -> str:
+    """``scripts/pg.sh command args...``; its output, or the test fails (never skips)."""
     done = subprocess.run(
-        ["bash", str(PG_SH), command, str(folder)],
+        ["bash", str(PG_SH), command, *map(str, args)],
         capture_output=True,
         text=True,
         timeout=PG_TIMEOUT_S,
@@ -85,19 +86,29 @@ def own_cluster() -> Iterator[Cluster]:
     """A fresh cluster, stopped and removed however the block ends. Its folder is not under
     pytest's tmp_path, whose parents only root may enter: as root the server runs as
     `postgres` (scripts/pg.sh)."""
-    folder = Path(tempfile.mkdtemp(prefix="voucher-ledger-outage-"))
-    folder.chmod(0o755)
+    folder = cluster_folder("outage")
     try:
-        url = _pg_sh("start", folder).strip().splitlines()[-1]
+        url = pg_sh("start", folder).strip().splitlines()[-1]
         yield Cluster(folder, url)
     finally:
-        subprocess.run(
-            ["bash", str(PG_SH), "stop", str(folder)],
-            capture_output=True,
-            timeout=PG_TIMEOUT_S,
-            check=False,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_cluster(folder)
+
+
+def cluster_folder(what: str) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix=f"voucher-ledger-{what}-"))
+    folder.chmod(0o755)
+    return folder
+
+
+def remove_cluster(folder: Path) -> None:
+    """Stop the cluster in ``folder`` (if it runs) and remove it."""
+    subprocess.run(
+        ["bash", str(PG_SH), "stop", str(folder)],
+        capture_output=True,
+        timeout=PG_TIMEOUT_S,
+        check=False,
+    )
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 # ---- the server --------------------------------------------------------------------------

@@ -15,6 +15,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,8 @@ from tests.outage_support import (
     REQUEST_TIMEOUT_S,
     Cluster,
     Record,
+    Server,
+    World,
     keep_redeeming,
     own_cluster,
     redemption_body,
@@ -45,6 +49,8 @@ ADMIN = "faults-admin-token-" + "f" * 24
 FACE_FEN = 2_000_000  # each voucher outage_support.seed issues
 STATEMENT_LINES = 30_000  # a streamed batch (ledger/writer.py): several chunks, several seconds
 KILL_WAIT_S = 60.0
+LOADERS = 4  # vouchers, one client redeeming on each
+LOAD_BEFORE_S = 1.5
 STATEMENT_TOPICS = ("%:BankStatement.%", "%:BankLine.%")
 
 
@@ -83,21 +89,40 @@ def log_head(cluster: Cluster) -> int:
     return int(row[0] or 0)
 
 
+@contextmanager
+def served_client(
+    cluster: Cluster, tmp_path: Path, timeout_s: float = REQUEST_TIMEOUT_S
+) -> Iterator[tuple[Server, httpx.Client]]:
+    """The server on ``cluster`` and a client of it."""
+    with (
+        served(cluster.url, tmp_path, ADMIN) as server,
+        httpx.Client(base_url=server.base_url, timeout=timeout_s) as client,
+    ):
+        yield server, client
+
+
+@contextmanager
+def one_redemption_served(
+    tmp_path: Path,
+) -> Iterator[tuple[Cluster, httpx.Client, World, httpx.Response]]:
+    """A cluster of its own, the server on it, a client, one voucher and its first redemption."""
+    with own_cluster() as cluster, served_client(cluster, tmp_path) as (_, client):
+        world = seed(client, ADMIN, 1)
+        first = client.post(
+            "/v1/redemptions",
+            json=redemption_body(world.vouchers[0], "first"),
+            headers=auth(world.provider),
+        )
+        assert first.status_code == 201, first.text
+        yield cluster, client, world, first
+
+
 def test_a_read_only_database_refuses_writes_with_503_keeps_reads_and_heals(
     tmp_path: Path,
 ) -> None:
-    with (
-        own_cluster() as cluster,
-        served(cluster.url, tmp_path, ADMIN) as server,
-        httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT_S) as client,
-    ):
-        world = seed(client, ADMIN, 1)
+    with one_redemption_served(tmp_path) as (cluster, client, world, first):
         voucher = world.vouchers[0]
         provider = auth(world.provider)
-        first = client.post(
-            "/v1/redemptions", json=redemption_body(voucher, "first"), headers=provider
-        )
-        assert first.status_code == 201, first.text
         position = first.headers["X-Ledger-Position"]
         balances_path = f"/v1/institutions/{first.json()['provider_id']}/balances"
         before = client.get(
@@ -175,6 +200,33 @@ def server_pids(master_pid: int) -> list[int]:
     return found
 
 
+def kill_every_process(server: Server) -> None:
+    """SIGKILL the serving master and everything under it, as a power cut would."""
+    for pid in server_pids(server.process.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextmanager
+def redemption_load(server: Server, world: World) -> Iterator[Record]:
+    """One client per voucher redeeming, each time with a new key, from ``LOAD_BEFORE_S``
+    before the block until its end."""
+    record, stop = Record(), threading.Event()
+    load = [
+        threading.Thread(target=keep_redeeming, args=(server, world, v, record, stop))
+        for v in world.vouchers
+    ]
+    for thread in load:
+        thread.start()
+    try:
+        time.sleep(LOAD_BEFORE_S)
+        yield record
+    finally:
+        stop.set()
+        for thread in load:
+            thread.join(timeout=2 * REQUEST_TIMEOUT_S)
+
+
 def writing_transactions(cluster: Cluster) -> int:
     """Sessions of the ledger's database in a transaction that has written something."""
     with psycopg.connect(cluster.url, autocommit=True) as conn:
@@ -204,10 +256,7 @@ def test_a_statement_import_killed_halfway_stores_nothing_and_imports_again(
 ) -> None:
     data = camt053([], STATEMENT_LINES)
     with own_cluster() as cluster:
-        with (
-            served(cluster.url, tmp_path, ADMIN) as server,
-            httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT_S) as client,
-        ):
+        with served_client(cluster, tmp_path) as (server, client):
             made = client.post(
                 "/v1/principals", json={"name": "t", "role": "treasury"}, headers=auth(ADMIN)
             )
@@ -225,9 +274,7 @@ def test_a_statement_import_killed_halfway_stores_nothing_and_imports_again(
                 assert "status" not in out, f"the import ended before the kill: {out}"
                 assert time.monotonic() < deadline, "the import never reached the database"
                 time.sleep(0.005)
-            for pid in server_pids(server.process.pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            kill_every_process(server)
             sender.join(timeout=30)
             assert "status" not in out, f"answered although killed: {out}"
 
@@ -238,10 +285,7 @@ def test_a_statement_import_killed_halfway_stores_nothing_and_imports_again(
             time.sleep(0.05)
         stored = events_like(cluster, *STATEMENT_TOPICS)
 
-        with (
-            served(cluster.url, tmp_path, ADMIN) as server,
-            httpx.Client(base_url=server.base_url, timeout=120) as client,
-        ):
+        with served_client(cluster, tmp_path, timeout_s=120) as (server, client):
             headers = {**auth(treasury), "Content-Type": "application/xml"}
             again = client.post("/v1/statements", content=data, headers=headers)
             assert again.status_code == (201 if stored == 0 else 200), again.text
@@ -256,28 +300,13 @@ def test_a_statement_import_killed_halfway_stores_nothing_and_imports_again(
         print(f"statement events after the kill: {stored} of {whole}")
 
 
-LOADERS = 4
-LOAD_BEFORE_S = 1.5
-
-
 def test_the_projector_killed_under_load_resumes_to_views_equal_to_a_rebuild(
     tmp_path: Path,
 ) -> None:
     with own_cluster() as cluster:
-        with (
-            served(cluster.url, tmp_path, ADMIN) as server,
-            httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT_S) as client,
-        ):
+        with served_client(cluster, tmp_path) as (server, client):
             world = seed(client, ADMIN, LOADERS)
-            record, stop = Record(), threading.Event()
-            load = [
-                threading.Thread(target=keep_redeeming, args=(server, world, v, record, stop))
-                for v in world.vouchers
-            ]
-            for thread in load:
-                thread.start()
-            try:
-                time.sleep(LOAD_BEFORE_S)
+            with redemption_load(server, world) as record:
                 (first,) = projector_pids(server.process.pid)
                 os.kill(first, signal.SIGKILL)
                 # While no projector runs, the health check says how far behind the views and
@@ -300,10 +329,6 @@ def test_the_projector_killed_under_load_resumes_to_views_equal_to_a_rebuild(
                     assert time.monotonic() < deadline, "the projector was not started again"
                     time.sleep(0.1)
                 time.sleep(LOAD_BEFORE_S)
-            finally:
-                stop.set()
-                for thread in load:
-                    thread.join(timeout=2 * REQUEST_TIMEOUT_S)
             statuses = {s.status for s in record.seen}
             assert statuses == {201}, record.timeline(record.seen[0].at_s)
             head = log_head(cluster)
@@ -350,34 +375,16 @@ def test_the_server_killed_under_load_loses_no_acknowledged_redemption_and_none_
     with its Idempotency-Key, the vouchers hold face value minus what was acknowledged, the
     views equal a replay and the audit chain verifies."""
     with own_cluster() as cluster:
-        with (
-            served(cluster.url, tmp_path, ADMIN) as server,
-            httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT_S) as client,
-        ):
+        with served_client(cluster, tmp_path) as (server, client):
             world = seed(client, ADMIN, LOADERS)
-            record, stop = Record(), threading.Event()
-            load = [
-                threading.Thread(target=keep_redeeming, args=(server, world, v, record, stop))
-                for v in world.vouchers
-            ]
-            for thread in load:
-                thread.start()
-            time.sleep(LOAD_BEFORE_S)
-            for pid in server_pids(server.process.pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            stop.set()
-            for thread in load:
-                thread.join(timeout=2 * REQUEST_TIMEOUT_S)
+            with redemption_load(server, world) as record:
+                kill_every_process(server)
         lost = [a for a in record.attempts if a.status != 201]
         acknowledged = [a for a in record.attempts if a.status == 201]
         assert acknowledged, record.timeline(record.seen[0].at_s)
         assert all(a.status is None for a in lost), {a.status for a in lost}
 
-        with (
-            served(cluster.url, tmp_path, ADMIN) as server,
-            httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT_S) as client,
-        ):
+        with served_client(cluster, tmp_path) as (server, client):
             provider = auth(world.provider)
             for attempt in lost:
                 again = client.post(
@@ -444,18 +451,9 @@ def test_a_full_disk_refuses_writes_with_503_keeps_reads_and_heals(tmp_path: Pat
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(space)], check=True)
     try:
         shutil.chown(space, "postgres", "postgres")
-        with (
-            own_cluster() as cluster,
-            served(cluster.url, tmp_path, ADMIN) as server,
-            httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT_S) as client,
-        ):
-            world = seed(client, ADMIN, 1)
+        with one_redemption_served(tmp_path) as (cluster, client, world, _):
             voucher = world.vouchers[0]
             provider, auditor = auth(world.provider), auth(world.auditor)
-            first = client.post(
-                "/v1/redemptions", json=redemption_body(voucher, "first"), headers=provider
-            )
-            assert first.status_code == 201, first.text
             with psycopg.connect(cluster.url, autocommit=True) as conn:
                 conn.execute(f"CREATE TABLESPACE tiny LOCATION '{space}'")
                 conn.execute("ALTER TABLE voucherledger_events SET TABLESPACE tiny")

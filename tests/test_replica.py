@@ -5,55 +5,30 @@ and the ledger goes on there with nothing acknowledged lost."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import psycopg
-import pytest
 
 from ledger.application import VoucherLedger
 from ledger.settings import Settings
 from tests.conftest import TODAY, issue, open_worked_example, redeem
-from tests.outage_support import PG_SH, PG_TIMEOUT_S, Cluster, own_cluster
+from tests.outage_support import Cluster, cluster_folder, own_cluster, pg_sh, remove_cluster
 
 REDEMPTIONS = 30
 REPLICATION_WAIT_S = 30.0
 
 
-def pg_sh(*args: str) -> str:
-    done = subprocess.run(
-        ["bash", str(PG_SH), *args],
-        capture_output=True,
-        text=True,
-        timeout=PG_TIMEOUT_S,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"scripts/pg.sh {args[0]} failed: {done.stderr[-2000:]}", pytrace=False)
-    return done.stdout
-
-
 @contextmanager
 def standby_of(primary: Cluster) -> Iterator[Cluster]:
-    folder = Path(tempfile.mkdtemp(prefix="voucher-ledger-standby-"))
-    folder.chmod(0o755)
+    folder = cluster_folder("standby")
     try:
-        url = pg_sh("standby", str(folder), str(primary.folder)).strip().splitlines()[-1]
+        url = pg_sh("standby", folder, primary.folder).strip().splitlines()[-1]
         yield Cluster(folder, url)
     finally:
-        subprocess.run(
-            ["bash", str(PG_SH), "stop", str(folder)],
-            capture_output=True,
-            timeout=PG_TIMEOUT_S,
-            check=False,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_cluster(folder)
 
 
 def one(url: str, sql: str) -> object:
@@ -139,7 +114,7 @@ def test_remote_apply_standby_has_every_acknowledged_write_and_takes_over() -> N
 
         # The primary crashes; the standby is promoted and the ledger goes on there.
         primary.kill()
-        pg_sh("promote", str(standby.folder))
+        pg_sh("promote", standby.folder)
         wait_for(
             "the standby was not promoted",
             lambda: one(standby.url, "SELECT NOT pg_is_in_recovery()"),
