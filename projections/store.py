@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import operator
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from functools import cached_property
 from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory, Tracking
+from eventsourcing.persistence import OperationalError as PersistenceOperationalError
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
@@ -973,6 +975,25 @@ def open_views(
             store: ViewStore = factory.tracking_recorder(postgres_class)  # type: ignore[arg-type,assignment]
     else:
         with sqlite_creation_lock(env["SQLITE_DBNAME"]):
-            store = factory.tracking_recorder(sqlite_class)  # type: ignore[arg-type,assignment]
+            store = _sqlite_recorder(factory, sqlite_class)
     store.factory = factory  # type: ignore[attr-defined]  # it owns the datastore's pool
     return store
+
+
+SQLITE_CREATE_ATTEMPTS = 20
+
+
+def _sqlite_recorder(factory: Any, cls: type[ViewStore]) -> Any:
+    """The recorder, its tables created if missing. ``CREATE TABLE IF NOT EXISTS`` reads the
+    schema, then writes: when a writer (a projector already running on this file) commits in
+    between, SQLite refuses at once, without waiting out its busy timeout ("database is
+    locked": the snapshot read is stale). Nothing was created, so it is asked again; it failed
+    so once in a full test run, as the API opened the audit store beside its running projector."""
+    for attempt in range(1, SQLITE_CREATE_ATTEMPTS + 1):
+        try:
+            return factory.tracking_recorder(cls)
+        except PersistenceOperationalError as exc:
+            if "locked" not in str(exc) or attempt == SQLITE_CREATE_ATTEMPTS:
+                raise
+            time.sleep(0.01 * attempt)
+    raise AssertionError("unreachable")

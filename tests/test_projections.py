@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -404,3 +405,34 @@ def test_asking_how_far_the_views_are_does_not_wait_for_a_projector_committing(
     finally:
         store.close()
         app.close()
+
+
+def test_tables_are_created_again_when_sqlite_refuses_at_once_for_a_commit_in_between(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A projector committing between CREATE TABLE IF NOT EXISTS's read of the schema and its
+    write makes SQLite answer "database is locked" at once; opening the store asks again."""
+    from eventsourcing.persistence import OperationalError as StoreOperationalError
+    from eventsourcing.sqlite import SQLiteFactory
+
+    refusals = [StoreOperationalError("database is locked")] * 2
+    real = SQLiteFactory.tracking_recorder
+
+    def refusing(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if refusals:
+            raise refusals.pop()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLiteFactory, "tracking_recorder", refusing)
+    store = open_views(Settings(database_url=f"sqlite:///{tmp_path / 'views.sqlite'}"))
+    try:
+        assert refusals == [] and store.position() == 0
+    finally:
+        store.close()
+    monkeypatch.setattr(
+        SQLiteFactory,
+        "tracking_recorder",
+        lambda self, *a, **k: (_ for _ in ()).throw(StoreOperationalError("disk I/O error")),
+    )
+    with pytest.raises(StoreOperationalError):  # anything else is not asked again
+        open_views(Settings(database_url=f"sqlite:///{tmp_path / 'other.sqlite'}"))
