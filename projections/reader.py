@@ -49,8 +49,5 @@ class ViewReader:
             raise ProjectionBehind(f"the views are at position {seen}, not yet {target}")
         return seen
 
-    def head(self) -> int:
-        return self.ledger.recorder.max_notification_id() or 0
-
     def lag(self) -> Lag:
         return lag(self.ledger, self.store)

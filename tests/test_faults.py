@@ -22,7 +22,6 @@ from typing import Any
 
 import httpx
 import psycopg
-import pytest
 
 from benchmarks.reconcile import TREASURY, camt053
 from ledger.application import VoucherLedger
@@ -350,12 +349,7 @@ def test_the_projector_killed_under_load_resumes_to_views_equal_to_a_rebuild(
         try:
             assert store.position() == head
             resumed = {t.name: store.all_rows(t) for t in TABLES}
-            with psycopg.connect(cluster.url, autocommit=True) as conn:
-                row = conn.execute(
-                    "SELECT count(*) FROM voucherledger_events WHERE topic LIKE %s",
-                    ("%:ContractClaim.Claimed",),
-                ).fetchone()
-            assert row is not None and int(row[0]) == acknowledged  # each 201 once
+            assert cluster.claims_in_log() == acknowledged  # each 201 once
             ledger = VoucherLedger(Settings(database_url=cluster.url))
             try:
                 store.reset()
@@ -444,8 +438,8 @@ def test_a_full_disk_refuses_writes_with_503_keeps_reads_and_heals(tmp_path: Pat
     fills up: PostgreSQL cannot extend the table (53100, disk full). Writes answer 503
     database-unavailable with Retry-After, reads go on, and once the file is gone the same
     keyed request is stored."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    # make test runs as root, as CI does: a skip here would count a fault untried as passed.
+    assert os.geteuid() == 0, "this test mounts a tmpfs, which needs root"
     space = Path(tempfile.mkdtemp(prefix="voucher-ledger-tiny-"))
     space.chmod(0o755)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(space)], check=True)

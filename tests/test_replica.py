@@ -38,15 +38,6 @@ def one(url: str, sql: str) -> object:
     return row[0]
 
 
-def claims(url: str) -> int:
-    return int(
-        one(
-            url,
-            "SELECT count(*) FROM voucherledger_events WHERE topic LIKE '%:ContractClaim.Claimed'",
-        )  # type: ignore[arg-type]
-    )
-
-
 def wait_for(what: str, check: object) -> None:
     deadline = time.monotonic() + REPLICATION_WAIT_S
     while not check():  # type: ignore[operator]
@@ -89,7 +80,7 @@ def test_remote_apply_standby_has_every_acknowledged_write_and_takes_over() -> N
             for n in range(REDEMPTIONS):
                 redeem(app, issue(app), contract_no=f"R-{n}", amount_fen=10_000)
                 # Acknowledged, so already applied on the standby: read there at once.
-                assert claims(standby.url) == n + 1
+                assert standby.claims_in_log() == n + 1
             # While the standby does not apply what it receives, nothing is acknowledged.
             voucher = issue(app)
             one(standby.url, "SELECT pg_wal_replay_pause()")
@@ -106,7 +97,7 @@ def test_remote_apply_standby_has_every_acknowledged_write_and_takes_over() -> N
             finally:
                 one(standby.url, "SELECT pg_wal_replay_resume()")
                 writer.join(REPLICATION_WAIT_S)
-            assert done.is_set() and claims(standby.url) == REDEMPTIONS + 1
+            assert done.is_set() and standby.claims_in_log() == REDEMPTIONS + 1
             head = app.recorder.max_notification_id()
         finally:
             app.close()
@@ -124,9 +115,9 @@ def test_remote_apply_standby_has_every_acknowledged_write_and_takes_over() -> N
             conn.execute("SELECT pg_reload_conf()")
         taken_over = VoucherLedger(Settings(database_url=standby.url), clock=lambda: TODAY)
         try:
-            assert claims(standby.url) == REDEMPTIONS + 1
+            assert standby.claims_in_log() == REDEMPTIONS + 1
             assert taken_over.recorder.max_notification_id() == head
             redeem(taken_over, issue(taken_over), contract_no="AFTER", amount_fen=10_000)
-            assert claims(standby.url) == REDEMPTIONS + 2
+            assert standby.claims_in_log() == REDEMPTIONS + 2
         finally:
             taken_over.close()
