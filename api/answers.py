@@ -9,7 +9,11 @@ every read (read-your-writes holds as before); what is saved is the rows and the
 
 Only JSON answers with status 200 are kept, at most ``MAX_BODY_CHARS`` each, ``MAX_ANSWERS`` and
 ``MAX_TOTAL_CHARS`` in all (least recently used first out). Errors are never kept: they are
-cheap, and some depend on more than the views (the log decides whether an institution exists)."""
+cheap, and some depend on more than the views (the log decides whether an institution exists).
+
+A voucher (``GET /v1/vouchers/{id}``, not ``as_of``) is read from the log, not the views: its
+answer is kept under the voucher's version, which the read repository learns with the one query
+that brings its kept voucher up to date; writes to other aggregates leave it valid."""
 
 from __future__ import annotations
 
@@ -51,10 +55,10 @@ class AnsweredFromCache(Exception):
         self.answer = answer
 
 
-def answer_key(req: falcon.Request, principal: Hashable, position: int, today: str) -> Any:
+def answer_key(req: falcon.Request, principal: Hashable, version: Hashable, today: str) -> Any:
     """What the answer depends on: the principal, the route and its query parameters (as
     falcon parsed them, so two spellings of one query share an answer), the day and the
-    position of the views."""
+    version of what it reads (the position of the views, or an aggregate's version)."""
     params = tuple(
         sorted(
             (name, value if isinstance(value, str) else tuple(value))
@@ -62,7 +66,7 @@ def answer_key(req: falcon.Request, principal: Hashable, position: int, today: s
             if name not in IGNORED_PARAMS
         )
     )
-    return (principal, req.method, req.path, params, today, position)
+    return (principal, req.method, req.path, params, today, version)
 
 
 class AnswerCache:

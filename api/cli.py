@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     expire = sub.add_parser("expire", help="record expiry of vouchers past their use-by date")
     expire.add_argument("--as-of", required=True, help="YYYY-MM-DD")
     expire.add_argument("--actor", default="cli")
-    serve = sub.add_parser("serve", help="serve the HTTP API (gunicorn, threaded workers)")
+    serve = sub.add_parser("serve", help="serve the HTTP API (api.front on uvicorn, threaded)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=None, help="default: one per two cores")

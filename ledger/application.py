@@ -884,6 +884,18 @@ class VoucherLedger(Application[UUID]):
             self._load(Institution, Institution.create_id(code), f"institution {code}")
         )
 
+    def voucher_version(self, voucher_id: Any) -> int:
+        """The voucher's version as stored now (one query for the events after the version
+        kept for reads); NotFound if there is no such voucher."""
+        agg_id = check_uuid(voucher_id, "voucher")
+        try:
+            cls, version = self.reads.version_of(agg_id, projector_func=replay)
+        except AggregateNotFoundError:
+            raise NotFound(f"voucher {agg_id} not found") from None
+        if not issubclass(cls, Voucher):
+            raise NotFound(f"voucher {agg_id} not found")
+        return version
+
     def voucher(self, voucher_id: Any, as_of: dt.datetime | None = None) -> VoucherView:
         agg_id = check_uuid(voucher_id, "voucher")
         what = f"voucher {agg_id}"

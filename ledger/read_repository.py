@@ -29,3 +29,10 @@ class ReadRepository(Repository[UUID]):  # type: ignore[misc]
         with self._stripes[hash(aggregate_id) % STRIPES]:
             kept = super().get(aggregate_id, deepcopy_from_cache=False, **kwargs)
             return deepcopy(kept)
+
+    def version_of(self, aggregate_id: UUID, **kwargs: Any) -> tuple[type, int]:
+        """The class and version of the aggregate as stored now, brought up to date like
+        ``get`` but not copied: what a kept answer of it is keyed by."""
+        with self._stripes[hash(aggregate_id) % STRIPES]:
+            kept = super().get(aggregate_id, deepcopy_from_cache=False, **kwargs)
+            return type(kept), kept.version

@@ -175,6 +175,34 @@ def test_a_voucher_read_again_sees_what_another_process_stored(world: Api, store
     assert world.get(f"/v1/vouchers/{voucher}", token).json == again
 
 
+def test_a_voucher_answer_is_kept_at_its_version_and_not_after_it_changes(world: Api) -> None:
+    voucher = issue(world, face_value_fen=1_000_000)
+    other = issue(world, face_value_fen=1_000_000)
+    token = world.tokens["program_officer"]
+    cache: AnswerCache = world.app.answers
+    first = world.get(f"/v1/vouchers/{voucher}", token)
+    hits = cache.hits
+    again = world.get(f"/v1/vouchers/{voucher}", token)
+    assert cache.hits == hits + 1
+    assert (again.status_code, again.text) == (200, first.text)
+    # A write to another voucher leaves this answer as it was, and kept.
+    redeem(world, other, "C-other")
+    assert world.get(f"/v1/vouchers/{voucher}", token).text == first.text
+    assert cache.hits == hits + 2
+    # A write to this one is seen at once, and never the answer kept before it.
+    redeem(world, voucher, "C-1", fen=10_000)
+    after = world.get(f"/v1/vouchers/{voucher}", token)
+    assert after.json["remaining_fen"] < first.json["remaining_fen"]
+    fresh = world.app.ledger.voucher(voucher)
+    assert after.json["remaining_fen"] == fresh.remaining_fen
+    # As of an instant, and for an unknown id, nothing is kept.
+    instant = dt.datetime.now(dt.UTC).isoformat()
+    kept = len(cache)
+    world.get(f"/v1/vouchers/{voucher}", token, as_of=instant)
+    missing = world.get(f"/v1/vouchers/{UUID(int=7)}", token)
+    assert missing.status_code == 404 and len(cache) == kept
+
+
 def test_a_voucher_as_of_an_instant_is_read_from_its_events(world: Api) -> None:
     voucher = issue(world)
     before = world.get(f"/v1/vouchers/{voucher}", world.tokens["program_officer"]).json

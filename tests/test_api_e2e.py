@@ -51,13 +51,13 @@ def served(store_url: str) -> Iterator[Served]:
 
 
 @contextmanager
-def serving(store_url: str) -> Iterator[Served]:
+def serving(store_url: str, workers: int = 2) -> Iterator[Served]:
     """A real ``voucher-ledger serve --workers 2`` on ``store_url``, stopped with SIGTERM."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": store_url, "LEDGER_ADMIN_TOKEN": ADMIN}
     cli = Path(sys.executable).with_name("voucher-ledger")
     proc = subprocess.Popen(
-        [str(cli), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        [str(cli), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -83,6 +83,7 @@ def serving(store_url: str) -> Iterator[Served]:
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
+    assert proc.returncode == 0, f"serve exited with {proc.returncode} on SIGTERM"
 
 
 def post(client: httpx.Client, path: str, body: Any, token: str = ADMIN) -> httpx.Response:
@@ -196,6 +197,52 @@ def test_a_projector_that_dies_is_started_again_and_catches_up(served: Served) -
         assert time.monotonic() < deadline, f"projector not back: {again}, {health}"
         time.sleep(0.2)
     assert len(again) == 1
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_stops_the_workers_and_the_projector_and_exits_0(
+    tmp_path: Path, workers: int
+) -> None:
+    with serving(f"sqlite:///{tmp_path / 'ledger.sqlite'}", workers) as served:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not projector_pids(served.pid):
+            assert time.monotonic() < deadline, "no projector process"
+            time.sleep(0.1)
+        below = descendants(served.pid)
+        assert len(below) >= workers if workers > 1 else below
+    # serving() sent SIGTERM and saw exit code 0; nothing it started may be left running.
+    deadline = time.monotonic() + 10
+    while left := [pid for pid in below if alive(pid)]:
+        assert time.monotonic() < deadline, f"left running after SIGTERM: {left}"
+        time.sleep(0.1)
 
 
 def seed_a_voucher(client: httpx.Client) -> tuple[str, str]:

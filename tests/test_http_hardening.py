@@ -13,9 +13,9 @@ from typing import Any
 import falcon
 import falcon.testing
 import pytest
-from gunicorn.http.errors import ChunkMissingTerminator, InvalidChunkSize, NoMoreData
 
 from api.body import MAX_BODY_BYTES
+from api.front import BrokenBody
 from api.resources.base import write_csv
 from api.routes import OPERATIONS
 from audit.csv_cells import csv_cell
@@ -185,7 +185,7 @@ def test_a_chunked_body_over_the_limit_is_413_and_stores_nothing(
 
 
 class BrokenChunks(io.RawIOBase):
-    """A body stream that fails as gunicorn's chunked reader does on bad framing."""
+    """A body stream that fails as the server's (api.front.Body) does on bad framing."""
 
     def __init__(self, error: Exception) -> None:
         self.error = error
@@ -196,8 +196,8 @@ class BrokenChunks(io.RawIOBase):
 
 @pytest.mark.parametrize(
     "error",
-    [InvalidChunkSize(b"zz"), ChunkMissingTerminator(b"xx"), NoMoreData(b"")],
-    ids=["bad-size", "no-terminator", "truncated"],
+    [BrokenBody("bad chunk size"), BrokenBody("ended early"), OSError("connection reset")],
+    ids=["bad-framing", "truncated", "reset"],
 )
 def test_a_chunked_body_whose_framing_is_broken_is_400_not_500(
     memory_api: Api, error: Exception
@@ -208,8 +208,8 @@ def test_a_chunked_body_whose_framing_is_broken_is_400_not_500(
 
 
 class NeverEnds(io.RawIOBase):
-    """A body stream with no end, as gunicorn's is for a request with neither Content-Length
-    nor chunks (it reads until the client closes the connection)."""
+    """A body stream with no end, as a server's may be for a request with neither
+    Content-Length nor chunks (reading until the client closes the connection)."""
 
     def read(self, size: int | None = -1) -> bytes:
         if size == 0:

@@ -21,7 +21,7 @@ import pytest
 from psycopg_pool import PoolTimeout
 
 from api import problems
-from ledger.adapters.postgres import ReconnectingPool, _looks_alive
+from ledger.adapters.postgres import ReconnectingPool, looks_alive
 from ledger.application import VoucherLedger
 from ledger.claims import ContractClaim
 from ledger.errors import Busy, DatabaseUnavailable
@@ -359,11 +359,11 @@ def test_an_idle_connection_is_taken_as_alive_without_a_query_until_the_server_c
     """The pool's pre-ping asks the server only when the socket says something happened."""
     url = pg_schema_url.split("?")[0]
     with psycopg.connect(url, autocommit=True) as conn, psycopg.connect(url) as admin:
-        assert _looks_alive(conn)
+        assert looks_alive(conn)
         with conn.transaction():
-            assert not _looks_alive(conn)  # not idle: the real check decides
+            assert not looks_alive(conn)  # not idle: the real check decides
         admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
         deadline_s = time.monotonic() + PROMPT_S
-        while _looks_alive(conn) and time.monotonic() < deadline_s:
+        while looks_alive(conn) and time.monotonic() < deadline_s:
             time.sleep(0.01)
-        assert not _looks_alive(conn)
+        assert not looks_alive(conn)

@@ -8,7 +8,7 @@ import datetime as dt
 import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import falcon
@@ -53,16 +53,22 @@ class Resource:
         position is kept (api/answers.py) is answered with it here: ``AnsweredFromCache``."""
         position = self.reader.at_least(int_param(req, "min_position", 0, MAX_POSITION))
         resp.set_header("X-Ledger-Position", str(position))
+        self.kept_answer(req, position)
+        return position
+
+    def kept_answer(self, req: falcon.Request, version: Hashable) -> None:
+        """A GET answered before at this ``version`` of what it reads (the views' position, an
+        aggregate's version) is answered again: ``AnsweredFromCache``. Else the answer written
+        is kept under it (api/answers.py)."""
         answers: AnswerCache | None = req.context.get("answers")
         if answers is not None and req.method == "GET":
             p = principal_of(req)
             today = f"{self.ledger.today()}/{china_today()}"
-            key = answer_key(req, (p.id, p.role, p.institution_id), position, today)
+            key = answer_key(req, (p.id, p.role, p.institution_id), version, today)
             answer = answers.get(key)
             if answer is not None:
                 raise AnsweredFromCache(answer)
             req.context.answer_key = key  # AnswerCacheMiddleware keeps what is written
-        return position
 
     def command(
         self,

@@ -56,6 +56,9 @@ class Vouchers(Resource):
 class Voucher(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         instant = as_of(req)
+        if instant is None:
+            # The voucher as stored now: its answer at this version may be kept.
+            self.kept_answer(req, ("voucher", self.ledger.voucher_version(id)))
         view = self.ledger.voucher(id, instant)
         require_own(req, view.provider_ids, f"voucher {view.id}")
         body = render.voucher(view)

@@ -117,7 +117,7 @@ class ReconnectingPool(eventsourcing.postgres.ConnectionPool[psycopg.Connection[
         trip (which cost a read a third of its time): a server that stops or restarts closes
         its connections, and the closed socket is readable. Anything else (a readable socket,
         a connection not idle) gets the real check."""
-        if _looks_alive(conn):
+        if looks_alive(conn):
             return
         try:
             self.check_connection(conn)
@@ -129,7 +129,7 @@ class ReconnectingPool(eventsourcing.postgres.ConnectionPool[psycopg.Connection[
             raise
 
 
-def _looks_alive(conn: psycopg.Connection[Any]) -> bool:
+def looks_alive(conn: psycopg.Connection[Any]) -> bool:
     """Idle, in no transaction, and nothing on its socket: neither an answer nor a close."""
     pg = conn.pgconn
     if pg.status != pq.ConnStatus.OK or pg.transaction_status != pq.TransactionStatus.IDLE:
