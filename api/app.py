@@ -38,6 +38,7 @@ class LedgerApp(falcon.App):  # type: ignore[type-arg]
     reader: ViewReader
     auditor: Auditor
     answers: AnswerCache
+    written_views: Any  # the primary's views (the reader's, without a replica)
 
     def close(self) -> None:
         self.auditor.close()
@@ -45,6 +46,8 @@ class LedgerApp(falcon.App):  # type: ignore[type-arg]
             self.reader.projector.stop()
         self.ledger.close()
         self.reader.store.close()
+        if self.written_views is not self.reader.store:
+            self.written_views.close()
 
 
 def create_app(settings: Settings, ledger: VoucherLedger | None = None) -> LedgerApp:
@@ -55,8 +58,12 @@ def create_app(settings: Settings, ledger: VoucherLedger | None = None) -> Ledge
     projector = None
     if settings.projector == "embedded" or settings.backend == "memory":
         projector = Projector(ledger, store).start()
-    reader = ViewReader(ledger, store, projector)
-    auditor = Auditor(ledger, store, embedded=projector is not None)
+    # With DATABASE_REPLICA_URL, reads go to the standby's copy of the views (the projector
+    # writes them on the primary); the head they wait for is the primary's.
+    replica = settings.replica()
+    read_views = store if replica is None else open_views(replica)
+    reader = ViewReader(ledger, read_views, projector)
+    auditor = Auditor(ledger, read_views, embedded=projector is not None)
     answers = AnswerCache()
     app = LedgerApp(
         middleware=[
@@ -66,6 +73,7 @@ def create_app(settings: Settings, ledger: VoucherLedger | None = None) -> Ledge
         ]
     )
     app.answers = answers
+    app.written_views = store
     app.req_options.auto_parse_form_urlencoded = False
     app.resp_options.secure_cookies_by_default = True
     problems.install(app)

@@ -118,7 +118,7 @@ def cmd_prove(app: VoucherLedger, args: argparse.Namespace) -> int:
     with audit_of(app) as auditor:
         chain = auditor.chain_projector()
         chain.catch_up()
-        if auditor.store.checkpoint_covering(args.position) is None:
+        if auditor.chain.checkpoint_covering(args.position) is None:
             chain.follower.checkpoint_now()  # type: ignore[attr-defined]
             chain.step()
         proof = auditor.prove(args.position)

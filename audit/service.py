@@ -7,6 +7,9 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.utils import Environment
+
 from audit import inspect
 from audit.follower import ChainFollower
 from audit.keys import Signer, load_or_create
@@ -16,6 +19,7 @@ from audit.store import AuditStore, open_audit
 from audit.trace import Tracer
 from audit.verify import Verdict, verify
 from ledger.application import VoucherLedger
+from ledger.settings import Settings
 from projections.reader import ViewReader
 from projections.runner import Projector
 from projections.store import ViewStore, source_view
@@ -24,16 +28,26 @@ Body = dict[str, Any]
 
 
 class Auditor:
+    """``views`` are the views it reads (a standby's, with DATABASE_REPLICA_URL); then the chain
+    is read there too, and verify, proofs and the report read the standby's copy of the log:
+    what an auditor checks on the standby is what the primary holds, as replicated."""
+
     def __init__(self, ledger: VoucherLedger, views: ViewStore, *, embedded: bool) -> None:
         self.ledger = ledger
         self.views = views
-        self.store: AuditStore = open_audit(ledger.settings)
+        self.store: AuditStore = open_audit(ledger.settings)  # the chain the follower writes
         self.signer: Signer = load_or_create(ledger.settings.signing_key_path)
         self.projector: Projector | None = None
         if embedded:
             self.projector = self.chain_projector().start("audit-chain")
-        self.tracer = Tracer(ledger, self.store, views)
-        self.chain_reader = ViewReader(ledger, self.store, self.projector)
+        replica = ledger.settings.replica()
+        self.log: Any = ledger  # what verify and proofs read the events of
+        self.chain: AuditStore = self.store  # the chain that reads, verify and proofs read
+        if replica is not None:
+            self.chain = open_audit(replica)
+            self.log = StandbyLog(replica)
+        self.tracer = Tracer(ledger, self.chain, views)
+        self.chain_reader = ViewReader(ledger, self.chain, self.projector)
 
     def chain_projector(self) -> Projector:
         settings = self.ledger.settings
@@ -49,26 +63,29 @@ class Auditor:
         if self.projector is not None:
             self.projector.stop()
         self.store.close()
+        if self.chain is not self.store:
+            self.chain.close()
+            self.log.close()
 
     def caught_up(self) -> None:
         """Wait (best effort, at most 2 s) until the chain includes the log's head."""
         self.chain_reader.at_least(None)
 
     def verify(self, progress: Callable[[int, int], None] | None = None) -> Verdict:
-        return verify(self.ledger, self.store, self.signer.key.public_key(), progress)
+        return verify(self.log, self.chain, self.signer.key.public_key(), progress)
 
     def prove(self, position: int) -> Body:
-        return prove(self.ledger, self.store, position)
+        return prove(self.log, self.chain, position)
 
     def report(self, fiscal_year: int) -> Body:
         """The fiscal-year audit report (audit/report_render.py renders it)."""
         verdict = self.verify()
-        checkpoint = self.store.last_checkpoint()
+        checkpoint = self.chain.last_checkpoint()
         return {
             "fiscal_year": fiscal_year,
             "generated_at": dt.datetime.now(dt.UTC).isoformat(),
             "ledger": {
-                "position": self.store.position(),
+                "position": self.chain.position(),
                 "head_hash": verdict.head_hash,
                 "verified": verdict.ok,
                 "events_checked": verdict.events_checked,
@@ -116,6 +133,20 @@ class Auditor:
             (fiscal_year,),
         )
         return [{f: r[f] for f in GUARANTEE_FIELDS} for r in rows]
+
+
+class StandbyLog:
+    """The event log as a standby holds it, read-only: the ``recorder`` that verify and proofs
+    read, in place of the ledger's on the primary."""
+
+    def __init__(self, replica: Settings) -> None:
+        env = replica.eventsourcing_env()
+        env.pop("APPLICATION_RECORDER_TOPIC", None)  # the primary's locking recorder writes
+        self.factory = InfrastructureFactory.construct(Environment(VoucherLedger.name, env))  # type: ignore[type-abstract]
+        self.recorder = self.factory.application_recorder()
+
+    def close(self) -> None:
+        self.factory.close()
 
 
 def _source(r: dict[str, Any]) -> Body:

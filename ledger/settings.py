@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -46,6 +46,9 @@ class Settings:
     treasury_account: str = "TREASURY-ACCOUNT"  # LEDGER_TREASURY_ACCOUNT (IBAN or account no.)
     treasury_agent: str = "000000000000"  # LEDGER_TREASURY_AGENT (the bank's BIC or CNAPS code)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # DATABASE_REPLICA_URL: a hot standby of DATABASE_URL (PostgreSQL's streaming replication)
+    # that the API's view reads, audit queries, verify and reports go to; see ``replica``.
+    replica_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -60,7 +63,33 @@ class Settings:
             treasury_name=environ.get("LEDGER_TREASURY_NAME") or cls.treasury_name,
             treasury_account=environ.get("LEDGER_TREASURY_ACCOUNT") or cls.treasury_account,
             treasury_agent=environ.get("LEDGER_TREASURY_AGENT") or cls.treasury_agent,
+            replica_url=environ.get("DATABASE_REPLICA_URL") or None,
         )
+
+    def replica(self) -> Settings | None:
+        """The settings that read the standby, or None without DATABASE_REPLICA_URL. Nothing
+        is created there (a standby is read-only); the primary's ``?schema=`` holds unless the
+        replica's URL names one."""
+        if self.replica_url is None:
+            return None
+        replica = Settings(database_url=self.replica_url)
+        if self.backend != "postgres" or replica.backend != "postgres":
+            raise ValueError("DATABASE_REPLICA_URL is a PostgreSQL standby of DATABASE_URL")
+        url = self.replica_url
+        schema = persistence_env(self.database_url)["POSTGRES_SCHEMA"]
+        if schema and not persistence_env(url)["POSTGRES_SCHEMA"]:
+            url += ("&" if urlsplit(url).query else "?") + f"schema={schema}"
+        return replace(
+            self,
+            database_url=url,
+            replica_url=None,
+            extra_env={**self.extra_env, "CREATE_TABLE": "false"},
+        )
+
+    @property
+    def read_only(self) -> bool:
+        """A standby's settings: its tables are the primary's, replicated."""
+        return self.extra_env.get("CREATE_TABLE") == "false"
 
     @property
     def backend(self) -> str:

@@ -17,7 +17,9 @@ class ProjectionBehind(LedgerError):
 
 class ViewReader:
     """Reads of the views with read-your-writes. ``projector`` is the one in this process, if
-    any; otherwise the views are polled (another process projects)."""
+    any; otherwise the views are polled (another process projects, or ``store`` is a standby's
+    copy of what the projector writes on the primary: its position is the standby's replayed
+    one). The head a read without ``min_position`` waits for is always the primary's."""
 
     def __init__(
         self, ledger: VoucherLedger, store: ViewStore, projector: Projector | None = None
@@ -39,7 +41,7 @@ class ViewReader:
         target = head if min_position is None else min_position
         if seen >= target:
             return seen
-        if self.projector is not None:
+        if self.projector is not None and self.projector.store is self.store:
             # The store has the last word: a rebuild may have reset it under the projector.
             self.projector.wait(target, MAX_WAIT_S)
             seen = self.store.position()

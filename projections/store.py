@@ -1008,9 +1008,11 @@ def open_views(
         }
     env.pop("APPLICATION_RECORDER_TOPIC", None)
     factory = InfrastructureFactory.construct(Environment(VIEWS_ENV_NAME, env))  # type: ignore[type-abstract]
-    if settings.backend == "postgres":
+    if settings.backend == "postgres" and settings.read_only:  # a standby: nothing to create
+        store: ViewStore = factory.tracking_recorder(postgres_class)  # type: ignore[arg-type,assignment]
+    elif settings.backend == "postgres":
         with schema_creation_lock(env):
-            store: ViewStore = factory.tracking_recorder(postgres_class)  # type: ignore[arg-type,assignment]
+            store = factory.tracking_recorder(postgres_class)  # type: ignore[arg-type,assignment]
     else:
         with sqlite_creation_lock(env["SQLITE_DBNAME"]):
             store = _sqlite_recorder(factory, sqlite_class)

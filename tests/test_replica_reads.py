@@ -1,0 +1,104 @@
+"""Reads from a hot standby (issue 15, DATABASE_REPLICA_URL): the API writes and projects on the
+primary and reads the views, the audit chain, verify, proofs and the report on the standby's
+copy; read-your-writes holds there (``min_position`` waits for the standby's replay, else 503
+``projection-behind``), and what it answers is what the primary answers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.api_support import Api, issue, open_worked_example, redemption_body
+from tests.conftest import PROVIDER, _api
+from tests.outage_support import Cluster, own_cluster
+from tests.test_replica import one, standby_of, wait_for
+
+# What the worked example (API_CONTRACT.md §5) is read through, as every role may.
+STREAMING = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+VIEW_READS = (
+    ("treasury", f"/v1/institutions/{PROVIDER}/balances", {"fiscal_year": "2026"}),
+    ("treasury", "/v1/funding-sources/province-2026", {}),
+    ("treasury", "/v1/funding-sources/city-2026", {}),
+    ("treasury", "/v1/payables", {"provider_id": PROVIDER}),
+    ("auditor", "/v1/audit/flows", {"fiscal_year": "2026"}),
+    ("auditor", "/v1/audit/trace/funding-sources/province-2026", {}),
+)
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[tuple[Cluster, Cluster]]:
+    with own_cluster() as primary, standby_of(primary) as standby:
+        wait_for(
+            "the standby never streamed",
+            lambda: (
+                one(
+                    primary.url,
+                    "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+                )
+                == 1
+            ),
+        )
+        yield primary, standby
+
+
+@pytest.fixture
+def both(pair: tuple[Cluster, Cluster]) -> Iterator[tuple[Api, Api, Cluster]]:
+    """The API reading the standby, and one reading the primary (the first one projects)."""
+    primary, standby = pair
+    schema = f"r_{uuid.uuid4().hex[:12]}"  # a ledger of its own on the module's pair
+    with psycopg.connect(primary.url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = f"{primary.url}?schema={schema}"
+    wait_for("the schema never reached the standby", lambda: _has_schema(standby.url, schema))
+    replica_api = _api(url, replica_url=standby.url)
+    on_standby = next(replica_api)
+    primary_api = _api(url, projector="external")
+    on_primary = next(primary_api)
+    try:
+        yield on_standby, on_primary, standby
+    finally:
+        for generator in (primary_api, replica_api):
+            generator.close()
+
+
+def _has_schema(url: str, schema: str) -> bool:
+    return bool(one(url, f"SELECT count(*) FROM pg_namespace WHERE nspname = '{schema}'"))
+
+
+def get(api: Api, role: str, path: str, params: dict[str, Any]) -> Any:
+    answer = api.get(path, api.tokens[role], **params)
+    assert answer.status_code == 200, (path, answer.text)
+    return answer
+
+
+def test_the_worked_example_read_from_the_standby_is_what_the_primary_answers(
+    both: tuple[Api, Api, Cluster],
+) -> None:
+    on_standby, on_primary, _ = both
+    open_worked_example(on_standby)
+    on_primary.tokens = on_standby.tokens
+    voucher = issue(on_standby)
+    written = on_standby.post(
+        "/v1/redemptions", redemption_body(voucher), on_standby.tokens["provider"]
+    )
+    assert written.status_code == 201, written.text
+    position = written.headers["X-Ledger-Position"]
+
+    for role, path, params in VIEW_READS:
+        standby = get(on_standby, role, path, {**params, "min_position": position})
+        primary = get(on_primary, role, path, {**params, "min_position": position})
+        assert standby.json == primary.json, path
+    balances = get(on_standby, "treasury", *VIEW_READS[0][1:]).json
+    assert balances["redeemed_contract_fen"] == 1_000_000
+    province = get(on_standby, "treasury", "/v1/funding-sources/province-2026", {}).json
+    assert province["committed_fen"] == 1_333_333
+    # The chain as the standby holds it verifies, and says what the primary's says.
+    verdict = get(on_standby, "auditor", "/v1/audit/verify", {}).json
+    assert verdict == get(on_primary, "auditor", "/v1/audit/verify", {}).json
+    assert verdict["ok"] is True and verdict["events_checked"] >= int(position)
+    report = get(on_standby, "auditor", "/v1/audit/report", {"fiscal_year": "2026"}).json
+    assert report["ledger"]["verified"] is True
