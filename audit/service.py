@@ -7,9 +7,6 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from eventsourcing.persistence import InfrastructureFactory
-from eventsourcing.utils import Environment
-
 from audit import inspect
 from audit.follower import ChainFollower
 from audit.keys import Signer, load_or_create
@@ -19,7 +16,7 @@ from audit.store import AuditStore, open_audit
 from audit.trace import Tracer
 from audit.verify import Verdict, verify
 from ledger.application import VoucherLedger
-from ledger.settings import Settings
+from ledger.standby import StandbyLedger
 from projections.reader import ViewReader
 from projections.runner import Projector
 from projections.store import ViewStore, source_view
@@ -29,8 +26,8 @@ Body = dict[str, Any]
 
 class Auditor:
     """``views`` are the views it reads (a standby's, with DATABASE_REPLICA_URL); then the chain
-    is read there too, and verify, proofs and the report read the standby's copy of the log:
-    what an auditor checks on the standby is what the primary holds, as replicated."""
+    is read there too, and traces, verify, proofs and the report read the standby's copy of
+    the log: what an auditor checks on the standby is what the primary holds, as replicated."""
 
     def __init__(self, ledger: VoucherLedger, views: ViewStore, *, embedded: bool) -> None:
         self.ledger = ledger
@@ -41,12 +38,12 @@ class Auditor:
         if embedded:
             self.projector = self.chain_projector().start("audit-chain")
         replica = ledger.settings.replica()
-        self.log: Any = ledger  # what verify and proofs read the events of
+        self.log: VoucherLedger = ledger  # what traces, verify and proofs read the events of
         self.chain: AuditStore = self.store  # the chain that reads, verify and proofs read
         if replica is not None:
             self.chain = open_audit(replica)
-            self.log = StandbyLog(replica)
-        self.tracer = Tracer(ledger, self.chain, views)
+            self.log = StandbyLedger(replica)
+        self.tracer = Tracer(self.log, self.chain, views)
         self.chain_reader = ViewReader(ledger, self.chain, self.projector)
 
     def chain_projector(self) -> Projector:
@@ -133,20 +130,6 @@ class Auditor:
             (fiscal_year,),
         )
         return [{f: r[f] for f in GUARANTEE_FIELDS} for r in rows]
-
-
-class StandbyLog:
-    """The event log as a standby holds it, read-only: the ``recorder`` that verify and proofs
-    read, in place of the ledger's on the primary."""
-
-    def __init__(self, replica: Settings) -> None:
-        env = replica.eventsourcing_env()
-        env.pop("APPLICATION_RECORDER_TOPIC", None)  # the primary's locking recorder writes
-        self.factory = InfrastructureFactory.construct(Environment(VoucherLedger.name, env))  # type: ignore[type-abstract]
-        self.recorder = self.factory.application_recorder()
-
-    def close(self) -> None:
-        self.factory.close()
 
 
 def _source(r: dict[str, Any]) -> Body:

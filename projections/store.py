@@ -32,7 +32,12 @@ from eventsourcing.utils import Environment
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL
 
-from ledger.adapters.postgres import looks_alive, own_connection, schema_creation_lock
+from ledger.adapters.postgres import (
+    looks_alive,
+    own_connection,
+    same_database,
+    schema_creation_lock,
+)
 from ledger.settings import Settings
 from ledger.views import FundingSourceView
 
@@ -937,10 +942,8 @@ class PostgresViews(ViewStore, PostgresTrackingRecorder):
         """The statement of ``head_and_position`` (made once), or None when the log is not in
         this database."""
         head_sql = getattr(recorder, "max_notification_id_statement", None)
-        same_db = getattr(getattr(recorder, "datastore", None), "pool", None) is not None and (
-            recorder.datastore.pool.conninfo == self.datastore.pool.conninfo
-        )
-        if head_sql is None or not same_db:
+        pool = getattr(getattr(recorder, "datastore", None), "pool", None)
+        if head_sql is None or pool is None or not same_database(pool, self.datastore.pool):
             return None
         return SQL("SELECT ({head}) AS head, ({seen}) AS seen").format(
             head=head_sql,

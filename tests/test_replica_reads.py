@@ -97,8 +97,49 @@ def test_the_worked_example_read_from_the_standby_is_what_the_primary_answers(
     province = get(on_standby, "treasury", "/v1/funding-sources/province-2026", {}).json
     assert province["committed_fen"] == 1_333_333
     # The chain as the standby holds it verifies, and says what the primary's says.
+    trace = f"/v1/audit/trace/redemptions/{written.json['id']}"
+    traced = get(on_standby, "auditor", trace, {"min_position": position}).json
+    assert traced == get(on_primary, "auditor", trace, {"min_position": position}).json
     verdict = get(on_standby, "auditor", "/v1/audit/verify", {}).json
     assert verdict == get(on_primary, "auditor", "/v1/audit/verify", {}).json
     assert verdict["ok"] is True and verdict["events_checked"] >= int(position)
     report = get(on_standby, "auditor", "/v1/audit/report", {"fiscal_year": "2026"}).json
     assert report["ledger"]["verified"] is True
+
+
+def test_a_read_waits_for_the_standby_to_replay_the_write_it_names(
+    both: tuple[Api, Api, Cluster],
+) -> None:
+    """``min_position`` names a write the primary has and the standby has not replayed: the
+    standby's answer is 503 ``projection-behind`` (never an older balance, never a 422 that
+    takes the standby's end for the log's), and the same read answers once replay resumes."""
+    on_standby, on_primary, standby = both
+    open_worked_example(on_standby)
+    on_primary.tokens = on_standby.tokens
+    voucher = issue(on_standby)
+    _, path, params = VIEW_READS[0]
+    with psycopg.connect(standby.url, autocommit=True) as conn:
+        conn.execute("SELECT pg_wal_replay_pause()")
+        try:
+            written = on_standby.post(
+                "/v1/redemptions", redemption_body(voucher), on_standby.tokens["provider"]
+            )
+            assert written.status_code == 201, written.text
+            position = written.headers["X-Ledger-Position"]
+            behind = on_standby.get(
+                path, on_standby.tokens["treasury"], **params, min_position=position
+            )
+            assert behind.status_code == 503, behind.text
+            assert behind.json["type"].endswith("/projection-behind")
+            assert behind.headers["Retry-After"] == "1"
+            # A trace reads the redemption on the standby too: not there yet.
+            trace = f"/v1/audit/trace/redemptions/{written.json['id']}"
+            assert on_standby.get(trace, on_standby.tokens["auditor"]).status_code == 404
+            # The primary's views have it: the write is not what is missing.
+            on_primary_now = get(on_primary, "treasury", path, {**params, "min_position": position})
+            assert on_primary_now.json["redeemed_contract_fen"] == 1_000_000
+        finally:
+            conn.execute("SELECT pg_wal_replay_resume()")
+    caught_up = get(on_standby, "treasury", path, {**params, "min_position": position})
+    assert caught_up.json["redeemed_contract_fen"] == 1_000_000
+    assert get(on_standby, "auditor", trace, {"min_position": position}).json["steps"]

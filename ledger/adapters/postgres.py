@@ -420,6 +420,16 @@ def own_connection(datastore: PostgresDatastore) -> psycopg.Connection[Any]:
     return psycopg.Connection.connect(autocommit=True, **kwargs)
 
 
+def same_database(a: Any, b: Any) -> bool:
+    """Whether two of eventsourcing's pools reach one database: its pools carry host, port
+    and database name in ``kwargs`` and an empty ``conninfo``, so comparing ``conninfo``
+    alone takes a standby for its primary."""
+    keys = ("host", "port", "dbname")
+    return bool(
+        a.conninfo == b.conninfo and all(str(a.kwargs.get(k)) == str(b.kwargs.get(k)) for k in keys)
+    )
+
+
 def insert_params(
     stored: Sequence[StoredEvent],
     read_set: Sequence[tuple[Any, int]],
