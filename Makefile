@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint bench bench-http bench-locust bench-projections bench-audit bench-reconcile demo clean
+.PHONY: run test lint bench bench-http bench-locust bench-replica bench-projections bench-audit bench-reconcile demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ bench-reconcile: $(VENV)/.installed-dev
 bench-http: $(VENV)/.installed-dev
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	scripts/with-postgres.sh $(BIN)/python -m benchmarks.http_wrk
+
+## bench-replica: remote_apply's cost, the standby's lag under served writes, reads from the standby.
+bench-replica: $(VENV)/.installed-dev
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	scripts/with-postgres.sh --replica $(BIN)/python -m benchmarks.replica
 
 ## bench-locust: the user scenarios of load_tests/locustfile.py over HTTP (16 users).
 bench-locust: $(VENV)/.installed-dev

@@ -11,7 +11,6 @@ server and drops the schema. Every redemption is a fresh claim, so any 409 is sp
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import secrets
@@ -33,6 +32,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from benchmarks.common import drop_database, enterprise_id, fresh_database_url, provider_id
+from ledger.application import china_today
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "load_tests" / "locustfile.py"
@@ -111,7 +111,7 @@ def seeded_server(
 
 def seed(base: str, admin: str, vouchers: int, enterprises: int, providers: int) -> dict[str, Any]:
     """Everything the locustfile needs, created over HTTP; any refusal stops the benchmark."""
-    today = dt.date.today()
+    today = china_today()  # the ledger dates in China (UTC+8): its today, not this machine's
     year = today.year
     busy: list[str] = []  # 503 answers retried
     client = httpx.Client(base_url=base, timeout=30, limits=httpx.Limits(max_connections=16))

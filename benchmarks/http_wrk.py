@@ -149,14 +149,15 @@ def read_data(work: Path, base: str, data: dict[str, Any]) -> tuple[Path, int]:
         lua_kinds = []
         for reads in kinds.values():
             entries = []
-            for path, token in reads:
-                sep = "&" if "?" in path else "?"
+            for target, token in reads:
+                sep = "&" if "?" in target else "?"
                 answer = client.get(
-                    f"{path}{sep}min_position={head}", headers={"Authorization": f"Bearer {token}"}
+                    f"{target}{sep}min_position={head}",
+                    headers={"Authorization": f"Bearer {token}"},
                 )
                 if answer.status_code != 200:
-                    raise RuntimeError(f"GET {path} -> {answer.status_code} {answer.text}")
-                entries.append("{" + ",".join(map(lua_string, (path, token, answer.text))) + "}")
+                    raise RuntimeError(f"GET {target} -> {answer.status_code} {answer.text}")
+                entries.append("{" + ",".join(map(lua_string, (target, token, answer.text))) + "}")
             lua_kinds.append(lua_list(entries))
     path = work / "read-data.lua"
     path.write_text(f"reads = {lua_list(lua_kinds)}\n")
