@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint bench bench-http bench-locust bench-replica bench-projections bench-audit bench-reconcile demo clean
+.PHONY: run test lint bench bench-http bench-locust bench-replica bench-partitions bench-projections bench-audit bench-reconcile demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ bench-http: $(VENV)/.installed-dev
 bench-replica: $(VENV)/.installed-dev
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	scripts/with-postgres.sh --replica $(BIN)/python -m benchmarks.replica
+
+## bench-partitions: ledger processes on one log, then on a log each (partitions), beside pgbench.
+bench-partitions: $(VENV)/.installed-dev
+	scripts/with-postgres.sh $(BIN)/python -m benchmarks.partitions
 
 ## bench-locust: the user scenarios of load_tests/locustfile.py over HTTP (16 users).
 bench-locust: $(VENV)/.installed-dev
