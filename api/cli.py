@@ -70,25 +70,31 @@ def cmd_expire(app: VoucherLedger, args: argparse.Namespace) -> int:
 
 
 def cmd_project(app: VoucherLedger, args: argparse.Namespace) -> int:
-    """Follow the log into the views until SIGTERM or SIGINT (``--once``: catch up, then exit)."""
+    """Follow the log into the views and the audit chain until SIGTERM or SIGINT (``--once``:
+    catch up, then exit). ``--only`` follows one of them: ``serve`` runs one process for each,
+    so that either can die and be started again while the other goes on."""
     store = open_views(app.settings)
     projector = Projector(app, store, page_size=args.page_size)
     auditor = Auditor(app, store, embedded=False)
     chain = auditor.chain_projector()
+    views, chained = args.only in (None, "views"), args.only in (None, "audit-chain")
     try:
-        if not args.once:
+        if views and chained and not args.once:
             # The chain catches up in its own thread: the views must not wait for it (a log
             # written before the audit chain existed takes a while to chain).
             chain.start("audit-chain")
-        with progress_bar("catching up") as bar:
-            projector.catch_up(bar)
-        print(f"views at position {projector.position or 0}", flush=True)
+        if views:
+            with progress_bar("catching up") as bar:
+                projector.catch_up(bar)
+            print(f"views at position {projector.position or 0}", flush=True)
         if args.once:
-            chain.catch_up()
-        else:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda *_: projector.stopping.set())
-            projector.run()
+            if chained:
+                chain.catch_up()
+            return 0
+        follower = projector if views else chain
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: follower.stopping.set())
+        follower.run()
     finally:
         chain.stop()
         auditor.close()
@@ -234,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=None, help="per worker (default 32)")
     project = sub.add_parser("project", help="follow the log into the read models")
     project.add_argument("--once", action="store_true", help="catch up, then exit")
+    project.add_argument(
+        "--only", choices=("views", "audit-chain"), help="follow one of the two (default: both)"
+    )
     project.add_argument(
         "--page-size", type=int, default=PAGE_SIZE, help="events per transaction (1-10000)"
     )

@@ -12,8 +12,9 @@ and 16 leaves room for slow requests (an import, a report) without making every 
 behind them. Measured with ``wrk -c16`` (benchmarks/http_wrk.py) under gunicorn, once a read
 cost one query: 16 threads gave 658 reads/s and 32 gave 490; 4 and 8 gave 691 and 671.
 
-Beside the workers runs one ``voucher-ledger project`` process (the read models and the audit
-chain); a supervisor thread starts it again if it dies."""
+Beside the workers run two ``voucher-ledger project`` processes, one for the read models
+(``--only views``) and one for the audit chain (``--only audit-chain``); a supervisor thread
+starts either again if it dies."""
 
 from __future__ import annotations
 
@@ -118,10 +119,16 @@ def serve(host: str, port: int, workers: int, threads: int) -> int:
         os.environ["LEDGER_ADMIN_TOKEN"] = secrets.token_urlsafe(32)
         print(f"admin token (LEDGER_ADMIN_TOKEN): {os.environ['LEDGER_ADMIN_TOKEN']}", flush=True)
     print(f"serving http://{host}:{port}/  docs: http://{host}:{port}/docs", flush=True)
-    # One projector beside the workers; they read the views it writes.
-    projector = Supervised([sys.executable, "-m", "api.cli", "project"])
+    # Beside the workers, one process follows the log into the views they read and one into
+    # the audit chain: either may die and be started again while the other goes on, and the
+    # two do not share one interpreter's lock.
+    followers = [
+        Supervised([sys.executable, "-m", "api.cli", "project", "--only", part])
+        for part in ("views", "audit-chain")
+    ]
     os.environ["LEDGER_PROJECTOR"] = "external"
-    atexit.register(projector.stop)
+    for follower in followers:
+        atexit.register(follower.stop)
     os.environ[front.THREADS_ENV] = str(threads)
     os.environ[front.PORT_ENV] = str(port)
     config = uvicorn.Config(
@@ -143,7 +150,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> int:
         timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
     )
     # uvicorn stops gracefully on SIGTERM and SIGINT, then raises the signal again with the
-    # handler it found: this one, so that the projector stops too and the process exits 0.
+    # handler it found: this one, so that the followers stop too and the process exits 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_on_signal)
     try:
@@ -154,7 +161,8 @@ def serve(host: str, port: int, workers: int, threads: int) -> int:
     except _Stopped:
         pass
     finally:
-        projector.stop()
+        for follower in followers:
+            follower.stop()
     return 0
 
 

@@ -159,8 +159,8 @@ def test_the_served_api_runs_the_worked_example_and_counts_it_in_metrics(
     assert trace["sources_total_fen"] == 900_000
 
 
-def projector_pids(serve_pid: int) -> list[int]:
-    """The `voucher-ledger project` processes that the server started."""
+def projector_pids(serve_pid: int, part: str = "views") -> list[int]:
+    """The `voucher-ledger project --only <part>` processes that the server started."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -170,31 +170,42 @@ def projector_pids(serve_pid: int) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except (OSError, IndexError, ValueError):
             continue  # gone meanwhile
-        if ppid == serve_pid and b"api.cli" in argv and b"project" in argv:
+        only = argv[argv.index(b"--only") + 1] if b"--only" in argv[:-1] else None
+        if (
+            ppid == serve_pid
+            and b"api.cli" in argv
+            and b"project" in argv
+            and only == part.encode()
+        ):
             found.append(int(entry.name))
     return found
 
 
-def test_a_projector_that_dies_is_started_again_and_catches_up(served: Served) -> None:
+@pytest.mark.parametrize(
+    ("part", "lag_key"), [("views", "projections"), ("audit-chain", "audit_chain")]
+)
+def test_a_follower_that_dies_is_started_again_and_catches_up(
+    served: Served, part: str, lag_key: str
+) -> None:
     client = served.client
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not (first := projector_pids(served.pid)):
-        assert time.monotonic() < deadline, "no projector process"
+    while not (first := projector_pids(served.pid, part)):
+        assert time.monotonic() < deadline, f"no {part} process"
         time.sleep(0.1)
     assert len(first) == 1
     os.kill(first[0], signal.SIGKILL)
-    # Written while no projector runs; the new one must bring the views up to it.
+    # Written while it is down; the new one must bring the views (or the chain) up to it.
     written = post(client, "/v1/institutions", {"id": PROVIDER, "name": "p", "kind": "provider"})
     assert written.status_code == 201
     position = int(written.headers["x-ledger-position"])
 
     deadline = time.monotonic() + 20
     while True:
-        again = projector_pids(served.pid)
-        health = client.get("/v1/health").json()["projections"]
+        again = projector_pids(served.pid, part)
+        health = client.get("/v1/health").json()[lag_key]
         if again and again != first and health["position"] >= position:
             break
-        assert time.monotonic() < deadline, f"projector not back: {again}, {health}"
+        assert time.monotonic() < deadline, f"{part} not back: {again}, {health}"
         time.sleep(0.2)
     assert len(again) == 1
 
@@ -233,8 +244,8 @@ def test_sigterm_stops_the_workers_and_the_projector_and_exits_0(
 ) -> None:
     with serving(f"sqlite:///{tmp_path / 'ledger.sqlite'}", workers) as served:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not projector_pids(served.pid):
-            assert time.monotonic() < deadline, "no projector process"
+        while not (projector_pids(served.pid) and projector_pids(served.pid, "audit-chain")):
+            assert time.monotonic() < deadline, "no projector processes"
             time.sleep(0.1)
         below = descendants(served.pid)
         assert len(below) >= workers if workers > 1 else below
