@@ -111,6 +111,10 @@ def _read_raw(req: falcon.Request, length: int | None, max_bytes: int = MAX_BODY
         stream = req.bounded_stream
     try:
         raw: bytes = stream.read(max_bytes + 1)
+    except TimeoutError:  # the server's: the body stalled (api.front.BODY_TIMEOUT_S)
+        raise HTTPProblem(
+            408, "request-timeout", "Request too slow", "the body stopped coming before its end"
+        ) from None
     except Exception:  # the server's framing errors (a bad chunk size, a truncated chunk)
         raise HTTPProblem(
             400, "bad-request", "Malformed body", "the body's chunked framing is invalid"

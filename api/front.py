@@ -15,9 +15,18 @@ What this module owns, and gunicorn did before (API_CONTRACT.md §2):
 - a body is handed to the application as ``wsgi.input`` as it arrives, chunked or not; the
   application bounds it (413). Broken chunked framing fails the application's read (400 from
   ``api.body``); an application that answered without reading gets no second answer;
-- keep-alive and pipelining (requests answered in order), ``Expect: 100-continue``, and a
-  graceful stop on SIGTERM: uvicorn's server stops accepting, each connection ends after the
-  answer in flight, then the application is closed (the writer flushes what it holds).
+- keep-alive and pipelining (requests answered in order, a refused one after those before
+  it), ``Expect: 100-continue`` (never to HTTP/1.0), a half-closed client still gets its
+  answers, and a graceful stop on SIGTERM: uvicorn's server stops accepting, each connection
+  ends after the answer in flight (its body read to the end), then the application is closed
+  (the writer flushes what it holds);
+- a head not whole 10 s after its first byte, or a body that pauses 10 s, is 408: a slow
+  client holds neither a thread nor the stop; a client that does not read its answers stops
+  the requests behind them (write backpressure), so its answers are not buffered without end;
+- an HTTP/1.1 request without exactly one Host, asking to upgrade, or with a transfer coding
+  other than chunked (501) is refused before the application; HEAD is answered as GET
+  without the body; an answer before the body's end says ``connection: close``, and closing
+  lingers (reading and dropping) so that it sends no reset that could destroy the answer.
 
 uvicorn runs it (its ``Server`` and, for several workers, its ``Multiprocess``); its own HTTP
 protocols and its ASGI machinery are not used."""
@@ -59,6 +68,11 @@ BODY_HIGH_WATER_BYTES = 1024 * 1024
 MAX_DRAIN_BYTES = 1024 * 1024
 DRAIN_TIMEOUT_S = 5.0
 KEEP_ALIVE_S = 30
+# A request's head must be whole this long after its first byte (a client dribbling its headers
+# holds a connection and its buffer, not a thread), and a body may pause this long between two
+# of its bytes: a stalled body holds one of the application's threads, and a stop waits for it.
+HEAD_TIMEOUT_S = 10.0
+BODY_TIMEOUT_S = 10.0
 MIN_READ_THREADS = 2
 _READS = frozenset({"GET", "HEAD"})
 _VERSIONS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1"}
@@ -101,6 +115,10 @@ class BrokenBody(Exception):
     connection closed before the body's end: what ``wsgi.input`` raises to the application."""
 
 
+class BodyTimeout(BrokenBody, TimeoutError):
+    """No byte of the body came for ``BODY_TIMEOUT_S`` (api.body answers 408)."""
+
+
 class Body:
     """``wsgi.input``: the body's bytes as the event loop receives them, read by the
     application's thread, which waits for them."""
@@ -135,7 +153,11 @@ class Body:
                 protocol.threadsafe(protocol.send_continue)
             while not self.complete and (size is None or size < 0 or len(self._chunks) < size):
                 protocol.threadsafe(protocol.resume)
-                self._cond.wait()
+                had = len(self._chunks)
+                if not self._cond.wait(BODY_TIMEOUT_S) and len(self._chunks) == had:
+                    self.complete = self.broken = True
+                    protocol.threadsafe(protocol.body_timed_out)
+                    raise BodyTimeout(f"no byte of the body came for {BODY_TIMEOUT_S:.0f} s")
             if self.broken:
                 raise BrokenBody("the body's framing is invalid or it ended early")
             if size is None or size < 0 or size >= len(self._chunks):
@@ -203,7 +225,12 @@ _DATE = _Date()
 
 
 class LedgerProtocol(asyncio.Protocol):
-    """One client connection, made by uvicorn's server with uvicorn's protocol arguments."""
+    """One client connection, made by uvicorn's server with uvicorn's protocol arguments.
+
+    ``closing``: no request after those already parsed is started (a refusal, bad framing, the
+    client's end of input, the server stopping); ``ignoring``: nothing more is read at all
+    (the framing can no longer be trusted); ``refusal``: the problem answered once the requests
+    before it are, then the connection closes."""
 
     def __init__(
         self,
@@ -225,10 +252,15 @@ class LedgerProtocol(asyncio.Protocol):
         self.running: Exchange | None = None  # the request the application is answering
         self.waiting: deque[Exchange] = deque()  # pipelined requests, in order
         self.paused = False
+        self.writing_paused = False  # the client does not read its answers: start no more
         self.closing = False
+        self.ignoring = False
+        self.eof = False  # the client half-closed: it reads, it sends nothing more
+        self.refusal: Refused | None = None
         self.draining: Exchange | None = None
         self.drained = 0
         self.keep_alive_timer: asyncio.TimerHandle | None = None
+        self.head_timer: asyncio.TimerHandle | None = None
 
     # --- asyncio ---------------------------------------------------------------------------
 
@@ -241,24 +273,50 @@ class LedgerProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
-        self.closing = True
+        self.closing = self.ignoring = True
         self._disarm_keep_alive()
+        self._disarm_head()
         for exchange in (self.parsing, self.running, *self.waiting):
             if exchange is not None and not exchange.body.complete:
                 exchange.body.finish(broken=True)
         self.waiting.clear()
 
+    def eof_received(self) -> bool:
+        """The client sent all it will (a half-close, SHUT_WR): the requests it sent whole are
+        still answered, then the connection closes. A body cut short is broken. Returns
+        whether the transport stays open (for the answers still to write)."""
+        self.closing = self.eof = True
+        exchange, self.parsing = self.parsing, None
+        self._disarm_head()
+        if exchange is not None and exchange.started and not exchange.body.complete:
+            exchange.keep_alive = False
+            exchange.body.finish(broken=True)
+        if self.draining is not None:  # its answer is out; nothing more will come to drop
+            self.draining = None
+            self.transport.close()
+        return self.running is not None or bool(self.waiting)
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if self.running is None and self.waiting and not self.transport.is_closing():
+            self._next()
+
     def data_received(self, data: bytes) -> None:
-        if self.closing:
+        if self.ignoring:
             return
         self._disarm_keep_alive()
+        # Bytes count against a head only when its request began in an earlier read; a read
+        # holding several whole requests counts nothing against the last one's head.
+        before = self.parsing if self.parsing is not None and not self.parsing.started else None
         try:
             self.parser.feed_data(data)
-            exchange = self.parsing
-            if exchange is not None and not exchange.started:
-                exchange.head_seen += len(data)
-                if exchange.head_seen > MAX_HEAD_BYTES:
-                    too_long = self._line_bytes(exchange) > MAX_REQUEST_LINE_BYTES
+            if before is not None and before is self.parsing and not before.started:
+                before.head_seen += len(data)
+                if before.head_seen > MAX_HEAD_BYTES:
+                    too_long = self._line_bytes(before) > MAX_REQUEST_LINE_BYTES
                     raise _TOO_LONG if too_long else _TOO_MANY
         except httptools.HttpParserUpgrade:
             self._refuse(_malformed("protocol upgrades are not served"))
@@ -277,7 +335,7 @@ class LedgerProtocol(asyncio.Protocol):
         exchange = self.parsing
         if exchange is not None and exchange.started:
             # Read nothing more; requests already parsed are still answered, then it closes.
-            self.closing = True
+            self.closing = self.ignoring = True
             self.parsing = None
             exchange.keep_alive = False
             exchange.body.finish(broken=True)
@@ -287,15 +345,19 @@ class LedgerProtocol(asyncio.Protocol):
         self._refuse(_malformed(f"the request cannot be parsed: {exc}"))
 
     def _refuse(self, refused: Refused) -> None:
-        """Answer ``refused`` and close, unless a request before it is still being answered:
-        then the connection closes after that answer, saying nothing more (its own answer
-        would come out of order)."""
+        """Answer ``refused`` and close; after the answers to the requests before it, if any
+        are still to be answered (answers go out in order)."""
         log.warning("refused request from %s: %s", self.peer[0] if self.peer else "", refused)
-        self.closing = True
-        self.waiting.clear()
-        if self.running is not None and not self.running.answered:
-            self.running.keep_alive = False
+        self.closing = self.ignoring = True
+        self._disarm_head()
+        if self.parsing is not None and not self.parsing.started:
+            self.parsing = None
+        if self.running is not None or self.waiting or self.draining is not None:
+            self.refusal = refused
             return
+        self._send_refusal(refused)
+
+    def _send_refusal(self, refused: Refused) -> None:
         body = problem_body(refused.status, refused.slug, refused.title, refused.detail).encode()
         head = (
             f"HTTP/1.1 {refused.status} {_REASONS[refused.status]}\r\n"
@@ -303,7 +365,21 @@ class LedgerProtocol(asyncio.Protocol):
             "connection: close\r\n"
         ).encode()
         self.transport.write(head + _DATE.header() + b"\r\n" + body)
-        self.transport.close()
+        self._close_gently()
+
+    def _close_gently(self) -> None:
+        """Close once what was written is sent, reading and dropping what still comes for a
+        moment (a lingering close): closing with unread bytes would send a reset, which can
+        destroy the answer before the client reads it."""
+        if self.transport.is_closing():
+            return
+        if self.eof or not self.transport.can_write_eof():
+            self.transport.close()  # what was written is still sent
+            return
+        self.closing = self.ignoring = True
+        self.transport.write_eof()
+        self.resume(force=True)
+        self.loop.call_later(DRAIN_TIMEOUT_S, self.transport.close)
 
     @staticmethod
     def _line_bytes(exchange: Exchange) -> int:
@@ -313,6 +389,8 @@ class LedgerProtocol(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.parsing = Exchange(self)
+        self._disarm_head()
+        self.head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self._head_timed_out)
 
     def on_url(self, url: bytes) -> None:
         exchange = self.parsing
@@ -334,6 +412,7 @@ class LedgerProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         exchange = self.parsing
         assert exchange is not None
+        self._disarm_head()
         version = self.parser.get_http_version()
         if version not in _VERSIONS:
             raise _malformed(f"HTTP/{version} is not served")
@@ -341,12 +420,15 @@ class LedgerProtocol(asyncio.Protocol):
             raise _TOO_LONG
         if not exchange.url or exchange.url.translate(None, _NOT_IN_TARGET) != exchange.url:
             raise _malformed("the request target holds bytes that are not visible ASCII")
+        if self.parser.should_upgrade():
+            raise _malformed("protocol upgrades are not served")
+        _check_head(exchange.headers, version)
         exchange.version = version
-        exchange.keep_alive = self.parser.should_keep_alive()
+        exchange.keep_alive = self.parser.should_keep_alive() and _framing_ok(exchange)
         exchange.started = True
-        if self.closing:  # refused before: nothing more is answered on this connection
+        if self.closing:  # refused or stopping: nothing more is answered on this connection
             return
-        if self.running is None and not self.waiting:
+        if self.running is None and not self.waiting and not self.writing_paused:
             self._start(exchange)
         else:
             self.waiting.append(exchange)
@@ -358,7 +440,7 @@ class LedgerProtocol(asyncio.Protocol):
         if exchange is self.draining:
             self.drained += len(body)
             if self.drained > MAX_DRAIN_BYTES:
-                self.transport.close()
+                self._close_gently()
             return
         if exchange.body.feed(body) >= BODY_HIGH_WATER_BYTES:
             self.pause()
@@ -372,6 +454,32 @@ class LedgerProtocol(asyncio.Protocol):
             self.draining = None
             self._after(exchange)
 
+    # --- timeouts ----------------------------------------------------------------------------
+
+    def _head_timed_out(self) -> None:
+        self.head_timer = None
+        exchange = self.parsing
+        if exchange is not None and not exchange.started and not self.transport.is_closing():
+            self._refuse(
+                Refused(
+                    408,
+                    "request-timeout",
+                    "Request too slow",
+                    f"the request's head was not whole {HEAD_TIMEOUT_S:.0f} s after it began",
+                )
+            )
+
+    def _disarm_head(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def body_timed_out(self) -> None:
+        """A body stalled (``Body.read`` gave up): its framing is lost, read nothing more."""
+        self.closing = self.ignoring = True
+        if self.running is not None:
+            self.running.keep_alive = False
+
     # --- the application ---------------------------------------------------------------------
 
     def _start(self, exchange: Exchange) -> None:
@@ -380,6 +488,7 @@ class LedgerProtocol(asyncio.Protocol):
             environ = self.front.environ(exchange, self.peer, self.local)
         except Refused as refused:
             self.running = None
+            self.waiting.clear()  # behind the refused one: not answered
             self._refuse(refused)
             return
         pool = self.front.reads if exchange.method in _READS else self.front.pool
@@ -412,30 +521,38 @@ class LedgerProtocol(asyncio.Protocol):
         if self.transport.is_closing():
             return
         self.transport.write(wire)
+        # The answer said whether the connection stays: it decided with what it knew then.
         exchange.keep_alive = exchange.keep_alive and keep_alive
         if not exchange.body.complete:
             # The application answered before the body's end: read the rest and drop it.
-            exchange.keep_alive = False
             if exchange.body.broken or self.parsing is not exchange:
-                self.transport.close()
+                self._close_gently()
                 return
             self.draining = exchange
+            self.closing = True  # the answer said it closes: start nothing after it
             self.resume()
             self.loop.call_later(DRAIN_TIMEOUT_S, self.transport.close)
             return
         self._after(exchange)
 
     def _after(self, exchange: Exchange) -> None:
-        if not exchange.keep_alive or (self.closing and not self.waiting):
-            self.transport.close()
+        if self.waiting and exchange.keep_alive:
+            if not self.writing_paused:
+                self._next()
             return
-        if self.waiting:
-            self._start(self.waiting.popleft())
-            if not self.waiting:
-                self.resume()
-        else:
+        if not exchange.keep_alive or self.closing:
+            if self.refusal is not None and exchange.keep_alive:
+                self._send_refusal(self.refusal)
+            else:
+                self._close_gently()
+            return
+        self.resume()
+        self._arm_keep_alive()
+
+    def _next(self) -> None:
+        self._start(self.waiting.popleft())
+        if not self.waiting:
             self.resume()
-            self._arm_keep_alive()
 
     # --- flow ------------------------------------------------------------------------------
 
@@ -450,8 +567,8 @@ class LedgerProtocol(asyncio.Protocol):
             self.paused = True
             self.transport.pause_reading()
 
-    def resume(self) -> None:
-        if self.paused and not self.transport.is_closing() and not self.waiting:
+    def resume(self, force: bool = False) -> None:
+        if self.paused and not self.transport.is_closing() and (force or not self.waiting):
             self.paused = False
             self.transport.resume_reading()
 
@@ -469,11 +586,46 @@ class LedgerProtocol(asyncio.Protocol):
             self.transport.close()
 
     def shutdown(self) -> None:
-        """uvicorn's graceful stop: close now if idle, else after the answer in flight."""
+        """uvicorn's graceful stop: close now if idle, else once the request in flight (its
+        body read to its end) is answered, saying ``connection: close``; requests pipelined
+        behind it are not started (the client sends them again on a new connection)."""
         self.closing = True
         self.waiting.clear()
-        if self.running is None:
+        self._disarm_head()
+        if self.running is None and self.draining is None:
             self.transport.close()
+        elif self.running is not None:
+            self.running.keep_alive = False
+
+
+def _check_head(headers: list[tuple[bytes, bytes]], version: str) -> None:
+    """RFC 9112 §3.2: an HTTP/1.1 request names its host in exactly one Host header (and no
+    request in two); §6.1: a transfer coding other than chunked is not understood here (501),
+    where reading its bytes as the body would hand the application gzip as JSON."""
+    hosts, codings = 0, []
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"host":
+            hosts += 1
+        elif lower == b"transfer-encoding":
+            codings += [c.strip().lower() for c in value.split(b",") if c.strip()]
+    if hosts > 1 or (hosts == 0 and version == "1.1"):
+        raise _malformed("an HTTP/1.1 request names its host in one Host header")
+    if any(coding != b"chunked" for coding in codings):
+        raise Refused(
+            501,
+            "not-implemented",
+            "Transfer coding not served",
+            "the body's transfer coding is not chunked: only chunked bodies are read",
+        )
+
+
+def _framing_ok(exchange: Exchange) -> bool:
+    """Whether the connection may carry another request after this one: an HTTP/1.0 request
+    with a Transfer-Encoding was framed in a way 1.0 did not have (RFC 9112 §6.1)."""
+    if exchange.version != "1.0":
+        return True
+    return not any(name.lower() == b"transfer-encoding" for name, _ in exchange.headers)
 
 
 class Front:
@@ -501,7 +653,8 @@ class Front:
             raise _malformed("the request target is not a URL") from None
         path = url.path or b"/"
         environ: dict[str, Any] = {
-            "REQUEST_METHOD": exchange.method,
+            # HEAD is GET without its body (RFC 9110 §9.3.2): the application answers a GET.
+            "REQUEST_METHOD": "GET" if exchange.method == "HEAD" else exchange.method,
             "SCRIPT_NAME": "",
             "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
             "QUERY_STRING": (url.query or b"").decode("latin-1"),
@@ -524,7 +677,9 @@ class Front:
             name = raw_name.decode("latin-1").upper()
             value = raw_value.decode("latin-1")
             if name == "EXPECT":
-                exchange.body.expect_continue = value.lower() == "100-continue"
+                # Never to a 1.0 client, which does not know 1xx answers (RFC 9110 §10.1.1).
+                expect = value.lower() == "100-continue" and exchange.version == "1.1"
+                exchange.body.expect_continue = expect
                 continue
             if "_" in name:  # as gunicorn drops them: HTTP_X_ID must not be spoofed by X_ID
                 continue
@@ -557,7 +712,12 @@ class Front:
             if close is not None:
                 close()
         status, headers = said
-        keep_alive = exchange.keep_alive
+        # A body not read to its end is read and dropped after the answer, then the connection
+        # closes: the answer says so now, since it cannot later.
+        keep_alive = exchange.keep_alive and exchange.body.complete and not exchange.body.broken
+        if exchange.method == "OPTIONS" and status.startswith("200") and not body:
+            dropped = ("content-type", "content-length")
+            status, headers = "204 No Content", [h for h in headers if h[0].lower() not in dropped]
         lines = [f"{_VERSIONS['1.1']} {status}\r\n"]
         has_length = False
         for name, value in headers:
@@ -573,6 +733,8 @@ class Front:
             lines.append(f"content-length: {len(body)}\r\n")
         if not keep_alive:
             lines.append("connection: close\r\n")
+        elif exchange.version == "1.0":  # 1.0 closes unless told otherwise (RFC 9112 §9.3)
+            lines.append("connection: keep-alive\r\n")
         head = "".join(lines).encode("latin-1") + _DATE.header() + b"\r\n"
         if exchange.method == "HEAD":
             body = b""

@@ -82,6 +82,18 @@ def events_like(cluster: Cluster, *patterns: str) -> int:
     return int(row[0])
 
 
+def wait_following(client: httpx.Client, position: int = 1, timeout_s: float = 30.0) -> None:
+    """Until the views and the audit chain include ``position``: their processes start beside
+    the workers and, on a busy machine, may still be importing when the first requests come."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lag = client.get("/v1/health").json()
+        if min(lag[p]["position"] for p in ("projections", "audit_chain")) >= position:
+            return
+        assert time.monotonic() < deadline, f"the followers are not following: {lag}"
+        time.sleep(0.1)
+
+
 def log_head(cluster: Cluster) -> int:
     with psycopg.connect(cluster.url, autocommit=True) as conn:
         row = conn.execute("SELECT max(notification_id) FROM voucherledger_events").fetchone()
@@ -314,6 +326,7 @@ def test_a_follower_killed_under_load_resumes_to_views_equal_to_a_rebuild(
         with served_client(cluster, tmp_path) as (server, client):
             world = seed(client, ADMIN, LOADERS)
             with redemption_load(server, world) as record:
+                wait_following(client)
                 (first,) = projector_pids(server.process.pid, part)
                 os.kill(first, signal.SIGKILL)
                 other_at = client.get("/v1/health").json()[other]["position"]
@@ -411,6 +424,7 @@ def test_the_server_killed_under_load_loses_no_acknowledged_redemption_and_none_
                 read = client.get(f"/v1/vouchers/{voucher}", headers=auditor).json()
                 subsidy_fen = CONTRACT_FEN * 9 // 10  # the province's 60% and the city's 30%
                 assert read["remaining_fen"] == FACE_FEN - subsidy_fen * len(used), read
+            wait_following(client, head)  # the restarted projector has caught up
             year = str(dt.date.fromisoformat(redemption_body(voucher, "x")["service_date"]).year)
             path = f"/v1/institutions/{PROVIDER}/balances"
             views = client.get(
