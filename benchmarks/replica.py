@@ -195,11 +195,13 @@ def main() -> int:
                 target=sample_lag, args=(primary, standby, schema, stop, lag), daemon=True
             )
             sampler.start()
+            wal_before, head_before = _wal_and_head(primary, schema)
             before = cpu_ticks()
             writes = run_wrk(
                 "writes", "wrk_redeem.lua", writes_data, base, args.seconds, args.connections
             )
             used = cpu_by_group(before, cpu_ticks(), server_pid)
+            wal_after, head_after = _wal_and_head(primary, schema)
             stop.set()
             sampler.join()
             reads_data, head = read_data(work, base, data)
@@ -222,6 +224,12 @@ def main() -> int:
         )
         for group, ticks in sorted(cpu.items()):
             print(f"      CPU {group:<34} {ticks / hz / run.seconds:5.0%} of a core")
+    written = max(1, writes.statuses.get(201, 0))
+    print(
+        f"  per redemption: {(head_after - head_before) / written:.2f} events, "
+        f"{(wal_after - wal_before) / written:,.0f} bytes of WAL "
+        f"({(wal_after - wal_before) / writes.seconds / 2**20:.1f} MiB/s)"
+    )
     print(f"standby lag while the writes ran (reads then waited for position {head}):")
     print(lag.line("WAL not replayed", lag.wal_bytes, "KiB", 1024))
     print(lag.line("replay_lag", lag.replay_lag_us, "ms", 1000))
@@ -234,6 +242,15 @@ def main() -> int:
         return 1
     shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _wal_and_head(primary: str, schema: str) -> tuple[int, int]:
+    """The primary's WAL position (bytes) and the log's head."""
+    with psycopg.connect(primary, autocommit=True) as conn:
+        wal = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint").fetchone()
+        head = conn.execute(HEAD_SQL.format(schema=f'"{schema}"')).fetchone()
+    assert wal is not None and head is not None
+    return int(wal[0]), int(head[0])
 
 
 def _server_pid(port: int | None) -> int:
