@@ -33,8 +33,11 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy ledger api projections audit treasury
 
-## test: lint, then the whole suite on SQLite and on a throwaway PostgreSQL.
+## test: lint, then the whole suite on SQLite and on a throwaway PostgreSQL. The load report's
+## test needs locust (the load extra) and opens the page in Debian's headless Chromium.
 test: lint
+	$(BIN)/pip install -q -e '.[dev,load]'
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	scripts/with-postgres.sh $(BIN)/pytest -q
 
 ## bench: redemption throughput on SQLite and PostgreSQL beside pgbench.
@@ -71,6 +74,20 @@ bench-partitions: $(VENV)/.installed-dev
 bench-locust: $(VENV)/.installed-dev
 	$(BIN)/pip install -q -e '.[dev,load]'
 	scripts/with-postgres.sh $(BIN)/python -m benchmarks.http
+
+## load: every user group's scenario (30 s each) against the served API on a throwaway
+## PostgreSQL; summary.json and report.html under var/load/. Flags: make load LOAD_ARGS="--vouchers 100000"
+LOAD_ARGS ?=
+load: $(VENV)/.installed-dev
+	$(BIN)/pip install -q -e '.[dev,load]'
+	scripts/with-postgres.sh $(BIN)/python -m benchmarks.load $(LOAD_ARGS)
+
+## soak: 10 minutes at half the measured maximum rate; fails if RSS, p99 or the views' lag creep.
+## Flags: make soak SOAK_ARGS="--minutes 3"
+SOAK_ARGS ?=
+soak: $(VENV)/.installed-dev
+	$(BIN)/pip install -q -e '.[dev,load]'
+	scripts/with-postgres.sh $(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -26,10 +26,9 @@ from typing import Any
 
 from locust import FastHttpUser, between, constant, events, task
 
+from load_tests.outcomes import OUTCOMES, SAMPLES, auth, check
+
 SEED: dict[str, Any] = {}
-OUTCOMES: Counter[str] = Counter()  # "409 duplicate-claim" -> count, non-2xx only
-SAMPLES: list[dict[str, Any]] = []
-MAX_SAMPLES = 20
 REDEEMED: Counter[int] = Counter()  # 201s by 5-second slice of the run
 ENVIRONMENT: list[Any] = []
 STARTED = [time.monotonic()]  # reset when the test starts
@@ -47,45 +46,10 @@ def seed() -> dict[str, Any]:
     return SEED
 
 
-def slug_of(response: Any) -> str:
-    """The problem slug: the last segment of ``type``, or a stand-in for a non-problem body."""
-    if response.status_code == 0:
-        return "connection-error"
-    try:
-        body = json.loads(response.text or "")
-    except ValueError:
-        return "not-json"
-    kind = body.get("type") if isinstance(body, dict) else None
-    return str(kind).rsplit("/", 1)[-1] if kind else "no-type"
-
-
-def check(response: Any, expected: int, request: dict[str, Any] | None = None) -> None:
-    """Mark anything but ``expected`` as a failure named by status and slug, and count it."""
-    if response.status_code == expected:
-        response.success()
-        return
-    outcome = f"{response.status_code} {slug_of(response)}"
-    OUTCOMES[outcome] += 1
-    if len(SAMPLES) < MAX_SAMPLES:
-        SAMPLES.append(
-            {
-                "outcome": outcome,
-                "url": str(response.url),
-                "request": request,
-                "response": (response.text or "")[:1000],
-            }
-        )
-    response.failure(outcome)
-
-
 def read(user: Any, path: str, name: str) -> None:
     """GET ``path`` as ``user`` (with its headers); anything but 200 is a failure."""
     with user.client.get(path, headers=user.headers, name=name, catch_response=True) as response:
         check(response, 200)
-
-
-def auth(token: str, **extra: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", **extra}
 
 
 class ProviderUser(FastHttpUser):
