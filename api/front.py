@@ -68,6 +68,7 @@ BODY_HIGH_WATER_BYTES = 1024 * 1024
 MAX_DRAIN_BYTES = 1024 * 1024
 DRAIN_TIMEOUT_S = 5.0
 KEEP_ALIVE_S = 30
+CLOSE_WAIT_S = 10.0  # after the server's own graceful stop, for requests still running
 # A request's head must be whole this long after its first byte (a client dribbling its headers
 # holds a connection and its buffer, not a thread), and a body may pause this long between two
 # of its bytes: a stalled body holds one of the application's threads, and a stop waits for it.
@@ -741,8 +742,21 @@ class Front:
         return head + body, keep_alive
 
     def close(self) -> None:
-        self.reads.shutdown(wait=True)
-        self.pool.shutdown(wait=True)
+        """Once the server stopped serving: requests still running get ``CLOSE_WAIT_S`` to end
+        (an audit report or a trace of a busy statement line can run for minutes, and a stop
+        must not wait for it; its client loses the answer, as the connection is closed), then
+        the application closes, its writer committing what it holds."""
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        pools = (self.reads, self.pool)
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+        # ThreadPoolExecutor.shutdown has no timeout: join its threads (``_threads``) instead.
+        running = [t for pool in pools for t in list(getattr(pool, "_threads", ()))]
+        for thread in running:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        left = sum(t.is_alive() for t in running)
+        if left:
+            log.warning("closing the application with %d requests still running", left)
         close = getattr(self.app, "close", None)
         if close is not None:
             close()

@@ -25,7 +25,7 @@ from ledger import bank_statements, guarantee_commands, payout_commands, redempt
 from ledger import commands as cmd
 from ledger.adapters.postgres import schema_creation_lock
 from ledger.caps import EnterpriseYear, ProviderYear
-from ledger.claims import ContractClaim
+from ledger.claims import ContractClaim, InvoiceClaim
 from ledger.errors import NotFound, Refused, ValidationError
 from ledger.events import replay
 from ledger.funding import LEVELS, FundingSource, Programme
@@ -125,6 +125,8 @@ class VoucherLedger(Application[UUID]):
             max_batch=max_batch,
             sync_interval_ms=sync_interval_ms,
             watched_topics=_topics_of(Institution, Programme, FundingSource),
+            # Every redemption makes two claims, which are only ever asked whether they exist.
+            kept_as_ids=(ContractClaim, InvoiceClaim),
         )
 
     def construct_transcoder(self) -> Transcoder:

@@ -165,12 +165,13 @@ class Writer:
         cache_size: int = 200_000,
         watched_topics: Sequence[str] = (),
         sync_interval_ms: int = 0,
+        kept_as_ids: tuple[type[Aggregate], ...] = (),
     ) -> None:
         assert 1 <= max_batch <= 10_000 and 1 <= max_retries <= 100
         self.app = app
         self.max_batch = max_batch
         self.max_retries = max_retries
-        self.cache = AggregateCache(cache_size)
+        self.cache = AggregateCache(cache_size, ids_only=kept_as_ids)
         self.stats = WriterStats()
         self._generation = 0
         # Aggregates that commands read without writing (institutions, programmes) can be changed
