@@ -36,6 +36,11 @@ MAX_DESTINATIONS = 1000
 NEARBY = 5000  # positions around a claim where its voucher event is (one group-commit insert)
 
 
+# A bank line's trace follows the first lines of each payout it settled down to their sources;
+# each is a redemption's whole trace (about 15 reads), and one payout may settle 10,000 lines.
+TRACED_LINES = 50
+
+
 class Tracer:
     def __init__(self, ledger: VoucherLedger, store: AuditStore, views: ViewStore) -> None:
         self.ledger = ledger
@@ -170,13 +175,25 @@ class Tracer:
         paid = []
         for payout_id in payout_ids:
             payout = self._get(Payout, payout_id, f"payout {payout_id}")
+            traced, rest = payout.lines[:TRACED_LINES], payout.lines[TRACED_LINES:]
             paid.append(
                 {
                     "payout_id": str(payout_id),
                     "amount_fen": payout.amount_fen,
                     "status": payout.status,
+                    "lines": len(payout.lines),
                     "paid": [
-                        self._origin(UUID(str(x["origin_id"])), x["kind"]) for x in payout.lines
+                        {
+                            **self._origin(UUID(str(x["origin_id"])), x["kind"]),
+                            "amount_fen": x["amount_fen"],  # what the payout paid of it
+                        }
+                        for x in traced
+                    ],
+                    # Beyond the first lines, what each paid, without its trace: a hot
+                    # provider's payout settles thousands (GET each redemption's trace).
+                    "not_traced": [
+                        {k: x[k] for k in ("origin_id", "kind", "source_id", "amount_fen")}
+                        for x in rest
                     ],
                 }
             )

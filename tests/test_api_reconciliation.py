@@ -14,6 +14,7 @@ import pytest
 import xmlschema
 
 import api.reconcile as api_reconcile
+import audit.trace as audit_trace
 from ledger.application import china_today
 from tests.api_support import Api, auth, issue, open_worked_example, redemption_body
 from tests.conftest import PROVIDER, PROVIDER_2
@@ -406,6 +407,37 @@ def test_end_to_end_a_bank_line_built_from_the_payment_file_traces_back_to_every
     assert all(b["events"] and b["events"][0]["position"] for b in back["bank_lines"])
     report = api.get("/v1/audit/report", api.tokens["auditor"], fiscal_year=2026, format="html")
     assert b"paid (bank lines)" in report.content
+
+
+def test_a_bank_line_traces_the_first_lines_of_a_payout_and_lists_the_rest(
+    approved: tuple[Api, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A payout may settle 10,000 lines; a bank line's trace follows the first TRACED_LINES
+    down to their sources and lists the others with what each paid (a hot provider's trace
+    read for minutes before)."""
+    from lxml import etree
+
+    monkeypatch.setattr(audit_trace, "TRACED_LINES", 1)
+    api, _ = approved
+    pain = api.get("/v1/payouts/payment-file", api.tokens["treasury"], format="pain.001")
+    ns = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"}
+    entries = []
+    for t in etree.fromstring(pain.content).findall(".//p:CdtTrfTxInf", ns):
+        yuan, _, fen = str(t.findtext("p:Amt/p:InstdAmt", namespaces=ns)).partition(".")
+        entries.append(
+            {
+                "amount_fen": int(yuan) * 100 + int(fen or 0),
+                "e2e": t.findtext("p:PmtId/p:EndToEndId", namespaces=ns),
+                "account": t.findtext("p:CdtrAcct/p:Id/p:Othr/p:Id", namespaces=ns),
+            }
+        )
+    summary = upload(api, camt053(entries)).json
+    trace = api.get(f"/v1/audit/trace/statements/{summary['id']}/lines/2", api.tokens["auditor"])
+    (payout,) = trace.json["payouts"]
+    assert payout["lines"] == 2 and len(payout["paid"]) == 1 and len(payout["not_traced"]) == 1
+    rest = payout["not_traced"][0]
+    assert set(rest) == {"origin_id", "kind", "source_id", "amount_fen"}
+    assert payout["paid"][0]["amount_fen"] + rest["amount_fen"] == payout["amount_fen"]
 
 
 def test_the_collector_is_off_while_a_statement_imports_and_as_before_after(
