@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from api.parent import die_with_parent
 from audit import report_render
 from audit.service import Auditor
 from ledger.application import VoucherLedger
@@ -73,6 +74,7 @@ def cmd_project(app: VoucherLedger, args: argparse.Namespace) -> int:
     """Follow the log into the views and the audit chain until SIGTERM or SIGINT (``--once``:
     catch up, then exit). ``--only`` follows one of them: ``serve`` runs one process for each,
     so that either can die and be started again while the other goes on."""
+    die_with_parent()
     store = open_views(app.settings)
     projector = Projector(app, store, page_size=args.page_size)
     auditor = Auditor(app, store, embedded=False)

@@ -35,12 +35,20 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from api import front
+from api.parent import PARENT_ENV
 
 DEFAULT_THREADS = 16
 MAX_WORKERS = 32
 CORES_PER_WORKER = 2
 
 GRACEFUL_TIMEOUT_S = 20  # after SIGTERM, for the answers in flight
+
+
+def _start(command: list[str]) -> subprocess.Popen[bytes]:
+    """The child, told who its server is: it asks the kernel for SIGTERM when the server dies,
+    however it dies (api.cli.die_with_parent; a SIGKILL of the server left its followers
+    running, writing views for no one)."""
+    return subprocess.Popen(command, env={**os.environ, PARENT_ENV: str(os.getpid())})
 
 
 class Supervised:
@@ -56,7 +64,7 @@ class Supervised:
         self.restarts = 0
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self.process = subprocess.Popen(self.command)
+        self.process = _start(self.command)
         self._started = time.monotonic()
         self._watcher = threading.Thread(target=self._watch, name="supervisor", daemon=True)
         self._watcher.start()
@@ -80,7 +88,7 @@ class Supervised:
             with self._lock:
                 if self._stopping.is_set():
                     return
-                self.process = subprocess.Popen(self.command)
+                self.process = _start(self.command)
                 self._started = time.monotonic()
                 self.restarts += 1
             pause = min(self.MAX_PAUSE_S, pause * 2)

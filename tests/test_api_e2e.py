@@ -3,6 +3,7 @@ PostgreSQL, then stopped."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -297,3 +298,37 @@ def test_a_key_answers_its_first_response_on_every_worker_and_after_a_restart(
         retry = keyed_revoke(str(again.client.base_url), token, voucher_id)
         assert (retry.status_code, retry.text) == (200, answers[0].text)
         assert retry.headers["Idempotent-Replayed"] == "true"
+
+
+def test_the_followers_end_when_the_server_is_killed(tmp_path: Path) -> None:
+    """SIGKILL of the server (one worker: the process that serves): its views' projector and
+    its chain follower get SIGTERM from the kernel (api/parent.py) and end."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'l.sqlite'}"}
+    cli = Path(sys.executable).with_name("voucher-ledger")
+    proc = subprocess.Popen(
+        [str(cli), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env={**env, "LEDGER_ADMIN_TOKEN": ADMIN},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    followers: list[int] = []
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while len(followers) < 2:
+            followers = projector_pids(proc.pid) + projector_pids(proc.pid, "audit-chain")
+            assert time.monotonic() < deadline, "no followers"
+            time.sleep(0.1)
+        time.sleep(1.0)  # past their start: the request to the kernel is made by then
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while left := [pid for pid in followers if alive(pid)]:
+            assert time.monotonic() < deadline, f"followers left running: {left}"
+            time.sleep(0.1)
+    finally:
+        for pid in followers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
