@@ -225,6 +225,12 @@ def main() -> int:
     if joined:
         problems.append(f"server log: {joined} lines hold several JSON objects")
     problems += [f"server log: {line}" for line in odd[:20]]
+    return report_problems(problems, work)
+
+
+def report_problems(problems: list[str], work: Path) -> int:
+    """Print each problem; keep ``work`` (the server log, wrk's data) if any, else remove it.
+    The benchmark's exit code."""
     for problem in problems:
         print(f"  problem: {problem}")
     if problems:

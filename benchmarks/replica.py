@@ -38,7 +38,7 @@ import psycopg
 
 from benchmarks.common import drop_database, fresh_database_url
 from benchmarks.http import seeded_server
-from benchmarks.http_wrk import PGBENCH_CLIENTS, read_data, run_wrk, write_data
+from benchmarks.http_wrk import PGBENCH_CLIENTS, read_data, report_problems, run_wrk, write_data
 from benchmarks.redeem import bench_redeem, pgbench_tps
 
 VOUCHERS = 200
@@ -234,14 +234,7 @@ def main() -> int:
     print(lag.line("WAL not replayed", lag.wal_bytes, "KiB", 1024))
     print(lag.line("replay_lag", lag.replay_lag_us, "ms", 1000))
     print(lag.line("log positions behind", lag.positions, "events"))
-    problems = writes.problems() + reads.problems()
-    for problem in problems:
-        print(f"  problem: {problem}")
-    if problems:
-        print(f"server log and wrk data kept in {work}")
-        return 1
-    shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return report_problems(writes.problems() + reads.problems(), work)
 
 
 def _wal_and_head(primary: str, schema: str) -> tuple[int, int]:

@@ -43,7 +43,7 @@ from tests.outage_support import (
     seed,
     served,
 )
-from tests.test_api_e2e import projector_pids
+from tests.test_api_e2e import descendants, projector_pids
 
 ADMIN = "faults-admin-token-" + "f" * 24
 FACE_FEN = 2_000_000  # each voucher outage_support.seed issues
@@ -194,22 +194,8 @@ def test_a_read_only_database_refuses_writes_with_503_keeps_reads_and_heals(
 
 
 def server_pids(master_pid: int) -> list[int]:
-    """The serving master and every process under it (workers, the projector)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [master_pid]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
+    """The serving master and every process under it (workers, the followers)."""
+    return [master_pid, *descendants(master_pid)]
 
 
 def kill_every_process(server: Server) -> None:

@@ -45,19 +45,16 @@ def wait_for(what: str, check: object) -> None:
         time.sleep(0.1)
 
 
+def wait_streaming(primary: Cluster) -> None:
+    """Until the primary streams to one standby."""
+    streaming = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+    wait_for("the standby never streamed", lambda: one(primary.url, streaming) == 1)
+
+
 def test_remote_apply_standby_has_every_acknowledged_write_and_takes_over() -> None:
     with own_cluster() as primary, standby_of(primary) as standby:
         # The standby streams; then every commit waits until the standby has applied it.
-        wait_for(
-            "the standby never streamed",
-            lambda: (
-                one(
-                    primary.url,
-                    "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
-                )
-                == 1
-            ),
-        )
+        wait_streaming(primary)
         with psycopg.connect(primary.url, autocommit=True) as conn:
             conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
             conn.execute("ALTER SYSTEM SET synchronous_commit = 'remote_apply'")

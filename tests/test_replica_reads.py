@@ -15,10 +15,9 @@ import pytest
 from tests.api_support import Api, issue, open_worked_example, redemption_body
 from tests.conftest import PROVIDER, _api
 from tests.outage_support import Cluster, own_cluster
-from tests.test_replica import one, standby_of, wait_for
+from tests.test_replica import one, standby_of, wait_for, wait_streaming
 
 # What the worked example (API_CONTRACT.md §5) is read through, as every role may.
-STREAMING = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
 VIEW_READS = (
     ("treasury", f"/v1/institutions/{PROVIDER}/balances", {"fiscal_year": "2026"}),
     ("treasury", "/v1/funding-sources/province-2026", {}),
@@ -32,16 +31,7 @@ VIEW_READS = (
 @pytest.fixture(scope="module")
 def pair() -> Iterator[tuple[Cluster, Cluster]]:
     with own_cluster() as primary, standby_of(primary) as standby:
-        wait_for(
-            "the standby never streamed",
-            lambda: (
-                one(
-                    primary.url,
-                    "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
-                )
-                == 1
-            ),
-        )
+        wait_streaming(primary)
         yield primary, standby
 
 
