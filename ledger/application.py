@@ -125,8 +125,9 @@ class VoucherLedger(Application[UUID]):
             max_batch=max_batch,
             sync_interval_ms=sync_interval_ms,
             watched_topics=_topics_of(Institution, Programme, FundingSource),
-            # Every redemption makes two claims, which are only ever asked whether they exist.
-            kept_as_ids=(ContractClaim, InvoiceClaim),
+            # A redemption's invoice claim is only ever asked whether it exists; its contract
+            # claim stays whole: a payout reads one for each line it pays.
+            kept_as_ids=(InvoiceClaim,),
         )
 
     def construct_transcoder(self) -> Transcoder:

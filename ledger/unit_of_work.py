@@ -23,11 +23,11 @@ A = TypeVar("A", bound=Aggregate)
 class AggregateCache:
     """LRU map of aggregate id to the aggregate as the writer last left it.
 
-    Aggregates of the ``ids_only`` classes (claims: a contract's, an invoice's, a bank line's)
-    are kept as their id alone: what the writer asks of them is whether they exist, and one in
-    memory costs about 830 bytes (12,000 redemptions kept 10 MB of claims), its id about 100;
-    a command that changes one (a claw-back) loads it from the store. Claims are never
-    deleted, so an id kept says the truth for as long as it is kept."""
+    Aggregates of the ``ids_only`` classes (the ledger passes invoice claims) are kept as their
+    id alone: all the writer asks of them is whether they exist, and one in memory costs about
+    830 bytes (12,000 redemptions kept 10 MB of contract and invoice claims), its id about 200;
+    a command that reads or changes one loads it from the store. Claims are never deleted, so
+    an id kept says the truth for as long as it is kept."""
 
     def __init__(
         self, maxsize: int, ids_only: tuple[type[Aggregate], ...] = (), max_ids: int = 0

@@ -15,7 +15,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from ledger.application import VoucherLedger
 from ledger.caps import ProviderYear
-from ledger.claims import ContractClaim
+from ledger.claims import ContractClaim, InvoiceClaim
 from ledger.errors import DuplicateClaim, InsufficientFunds, LedgerError
 from ledger.funding import FundingSource
 from ledger.settings import Settings
@@ -343,23 +343,25 @@ def test_closing_while_postgresql_is_unreachable_fails_the_waiting_callers_and_r
 def test_claims_are_kept_as_ids_and_still_refuse_a_duplicate_and_take_a_claw_back(
     app: VoucherLedger,
 ) -> None:
-    """The writer keeps a redemption's two claims as their ids alone (ledger/unit_of_work.py):
-    a second claim of the contract, or of the invoice, is refused from the id, and a claw-back,
-    which changes the contract's claim, loads it from the store."""
+    """The writer keeps a redemption's invoice claim as its id alone (ledger/unit_of_work.py):
+    a second claim of the invoice is refused from the id; the contract's claim stays whole
+    (payouts read it), and a claw-back changes it."""
     open_worked_example(app)
     voucher = issue(app)
     first, _ = redeem(app, voucher, contract_no="IDS-1")
     cache = app.writer.cache
-    assert cache.get(first.id) is None and cache.exists(ContractClaim, first.id)
+    invoice = InvoiceClaim.create_id("INV-IDS-1")
+    assert cache.get(invoice) is None and cache.exists(InvoiceClaim, invoice)
+    assert cache.get(first.id) is not None and not cache.exists(InvoiceClaim, first.id)
     with pytest.raises(DuplicateClaim):
         redeem(app, voucher, contract_no="IDS-1", invoice_no="INV-other")
     with pytest.raises(DuplicateClaim):
         redeem(app, voucher, contract_no="IDS-2", invoice_no="INV-IDS-1")
     clawed, _ = app.claw_back(first.id, reason_code="false-invoice", actor="inspector-1")
     assert clawed.id == first.id
-    assert cache.get(first.id) is None and cache.exists(ContractClaim, first.id)
+    assert cache.exists(InvoiceClaim, invoice)
     # Another process's ledger, which kept nothing, refuses the duplicate from the store.
     with open_ledger(app.settings.database_url) as other:
-        assert not other.writer.cache.exists(ContractClaim, first.id)
+        assert not other.writer.cache.exists(InvoiceClaim, invoice)
         with pytest.raises(DuplicateClaim):
             redeem(other, voucher, contract_no="IDS-1", invoice_no="INV-elsewhere")
