@@ -117,9 +117,7 @@ class VoucherLedger(Application[UUID]):
         # no more than what was stored since, where it replayed the whole stream. The writer
         # keeps its own cache (ledger/writer.py); this one only ever holds stored events, and
         # gives copies of whole versions (ledger/read_repository.py).
-        self.reads = ReadRepository(
-            self.events, cache_maxsize=READ_CACHE_AGGREGATES, fastforward=True
-        )
+        self.reads = self._read_repository()
         self.writer = Writer(
             self,
             max_batch=max_batch,
@@ -129,6 +127,9 @@ class VoucherLedger(Application[UUID]):
             # claim stays whole: a payout reads one for each line it pays.
             kept_as_ids=(InvoiceClaim,),
         )
+
+    def _read_repository(self) -> ReadRepository:
+        return ReadRepository(self.events, cache_maxsize=READ_CACHE_AGGREGATES, fastforward=True)
 
     def construct_transcoder(self) -> Transcoder:
         transcoder = FastJSONTranscoder()

@@ -9,8 +9,7 @@ from typing import Any
 
 from eventsourcing.application import Application
 
-from ledger.application import READ_CACHE_AGGREGATES, VoucherLedger, china_today
-from ledger.read_repository import ReadRepository
+from ledger.application import VoucherLedger, china_today
 from ledger.settings import Settings
 
 
@@ -32,9 +31,7 @@ class StandbyLedger(VoucherLedger):
         env.pop("APPLICATION_RECORDER_TOPIC", None)
         Application.__init__(self, env=env)  # not VoucherLedger's: it starts a writer
         self.today = china_today
-        self.reads = ReadRepository(
-            self.events, cache_maxsize=READ_CACHE_AGGREGATES, fastforward=True
-        )
+        self.reads = self._read_repository()
 
     def close(self) -> None:
         Application.close(self)
