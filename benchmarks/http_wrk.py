@@ -1,7 +1,7 @@
 """The served API beside pgbench, measured with wrk: redemptions and reads per second, p50/p99.
 
     DATABASE_URL=postgresql://... python -m benchmarks.http_wrk [--seconds 20] [--connections 16]
-        [--workers N] [--threads T]
+        [--workers N] [--threads T] [--profile]
 
 In one run on one PostgreSQL: pgbench's 4-row insert transaction at 8 clients (the yardstick),
 then the real ``voucher-ledger serve`` (its projector running) on a free port of 127.0.0.1,
@@ -11,6 +11,10 @@ every time, at random over the vouchers and providers) and for reads (benchmarks
 vouchers, balances and payables, a third each, every answer compared with the one read after
 the writes at their position). wrk's client costs little CPU, so the figure is the server's;
 it shares the machine's cores with the server, its projector and PostgreSQL, as users would.
+
+``--profile`` records the server's processes with py-spy (``pip install -e '.[profile]'``)
+while wrk writes, the interpreter lock held only (``--gil``), and prints the share of samples
+per thread and the functions most often on the stack: where a redemption's time goes.
 
 Prints each rate with p50/p99, its status counts and its ratio to pgbench, and the issue's
 targets (writes >= 0.6 x pgbench with p99 <= 50 ms; reads >= 1.5 x with p99 <= 20 ms). Exits 1
@@ -26,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +118,47 @@ def run_wrk(
     )
 
 
+def py_spy() -> str | None:
+    """py-spy beside this interpreter (the virtual environment's), else on the PATH."""
+    return shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+
+
+def start_profile(base: str, seconds: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording the serve process and its children (workers, followers) for
+    ``seconds``, samples taken only while a thread holds the interpreter lock."""
+    port = urlsplit(base).port
+    pid = subprocess.run(
+        ["pgrep", "-f", f"serve --host 127.0.0.1 --port {port}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()[0]  # fmt: skip
+    command = [
+        py_spy() or "py-spy", "record", "--pid", pid, "--duration", str(seconds), "--subprocesses",
+        "--gil", "--threads", "--nonblocking", "--format", "raw", "-o", str(out),
+    ]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def print_profile(raw: Path, top: int = 25) -> None:
+    """Samples per thread, then the functions on the stack of most samples (inclusive)."""
+    threads: Counter[str] = Counter()
+    functions: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames, n = stack.split(";"), int(count)
+        thread = next((f for f in frames if f.startswith("thread ")), frames[0])
+        threads[thread] += n
+        seen = {f.split(":")[0] for f in frames if not f.startswith(("process ", "thread "))}
+        for function in seen:
+            functions[function] += n
+    total = sum(threads.values()) or 1
+    print(f"\nprofile of the writes (py-spy --gil, {total:,} samples, 100 a second a thread):")
+    for thread, n in threads.most_common(8):
+        print(f"  {100 * n / total:5.1f}%  {thread}")
+    print("  functions on the stack (inclusive):")
+    for function, n in functions.most_common(top):
+        print(f"  {100 * n / total:5.1f}%  {function}")
+
+
 def write_data(work: Path, data: dict[str, Any]) -> Path:
     path = work / "redeem-data.lua"
     vouchers = lua_list([lua_string(v) for v in data["vouchers"]])
@@ -184,10 +230,14 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3, help="seconds of writes not counted")
     parser.add_argument("--workers", type=int, default=None, help="passed to serve")
     parser.add_argument("--threads", type=int, default=None, help="passed to serve")
+    parser.add_argument("--profile", action="store_true", help="py-spy the writes")
     args = parser.parse_args()
     base_url = os.environ.get("DATABASE_URL", "")
     if not urlsplit(base_url).scheme.startswith("postgres"):
         print("benchmarks.http_wrk needs DATABASE_URL=postgresql://...", file=sys.stderr)
+        return 2
+    if args.profile and py_spy() is None:
+        print("--profile needs py-spy: pip install -e '.[profile]'", file=sys.stderr)
         return 2
     if shutil.which("wrk") is None:
         print("benchmarks.http_wrk needs wrk (make bench-http installs it)", file=sys.stderr)
@@ -202,9 +252,14 @@ def main() -> int:
             if args.warmup:
                 warmup = args.warmup
                 run_wrk("writes", "wrk_redeem.lua", writes_data, base, warmup, args.connections)
+            profiler = (
+                start_profile(base, args.seconds, work / "writes.pyspy") if args.profile else None
+            )
             writes = run_wrk(
                 "writes", "wrk_redeem.lua", writes_data, base, args.seconds, args.connections
             )
+            if profiler is not None:
+                profiler.wait(timeout=60)
             reads_data, head = read_data(work, base, data)
             reads = run_wrk(
                 "reads", "wrk_read.lua", reads_data, base, args.seconds, args.connections
@@ -219,6 +274,8 @@ def main() -> int:
     )
     for run in (writes, reads):
         print_run(run, pgbench)
+    if args.profile:
+        print_profile(work / "writes.pyspy")
     problems = writes.problems() + reads.problems()
     if server_5xx:
         problems.append(f"server log: {server_5xx} answers 5xx")
