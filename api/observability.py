@@ -24,7 +24,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from api.routes import OPERATIONS
@@ -114,10 +114,31 @@ class ProjectionLag(Collector):
             yield GaugeMetricFamily(name, doc, value=value)
 
 
+class WriterCounts(Collector):
+    """What this process's group-commit writer did (ledger/writer.py ``WriterStats``): how
+    many commands each transaction carries, and how often a batch fell back to one command per
+    transaction. With several workers, /metrics shows the worker that answered."""
+
+    def __init__(self, reader: ViewReader) -> None:
+        self.reader = reader
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        stats = self.reader.ledger.writer.stats
+        for name, doc, value in (
+            ("ledger_writer_batches", "Batches stored, each one transaction", stats.batches),
+            ("ledger_writer_batched_commands", "Commands stored in batches", stats.commands),
+            ("ledger_writer_careful_commands", "Commands run one by one", stats.careful),
+            ("ledger_writer_fallbacks", "Batches given up for one by one", stats.fallbacks),
+            ("ledger_writer_retries", "One-by-one attempts that lost a race", stats.retries),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+
+
 class Metrics:
     def __init__(self, reader: ViewReader) -> None:
         self.lag_registry = CollectorRegistry()
         self.lag_registry.register(ProjectionLag(reader))
+        self.lag_registry.register(WriterCounts(reader))
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -16,7 +16,9 @@ it shares the machine's cores with the server, its projector and PostgreSQL, as 
 while wrk writes, the interpreter lock held only (``--gil``), and prints the share of samples
 per thread and the functions most often on the stack: where a redemption's time goes.
 
-Prints each rate with p50/p99, its status counts and its ratio to pgbench, and the issue's
+Prints each rate with p50/p99, its status counts and its ratio to pgbench, the CPU each kind of
+process used meanwhile (serve, each follower, PostgreSQL: which one bounds the rate), what the
+writer did during the writes (commands per transaction, commands run one by one), and the issue's
 targets (writes >= 0.6 x pgbench with p99 <= 50 ms; reads >= 1.5 x with p99 <= 20 ms). Exits 1
 on anything wrong: a 5xx, a 409 (every contract is fresh), a socket error or a read whose
 answer is not what the writes before it left."""
@@ -210,6 +212,75 @@ def read_data(work: Path, base: str, data: dict[str, Any]) -> tuple[Path, int]:
     return path, head
 
 
+def cpu_ticks() -> Counter[str]:
+    """CPU time (clock ticks, user + system) of this machine's server processes so far, by
+    kind: the serve process and its workers, the views' and the audit chain's followers,
+    PostgreSQL's backends. Read from /proc (Linux)."""
+    ticks: Counter[str] = Counter()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue  # ended meanwhile
+        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        if "--only views" in command:
+            kind = "views follower"
+        elif "--only audit-chain" in command:
+            kind = "audit follower"
+        elif "voucher-ledger serve" in command or "multiprocessing" in command:
+            kind = "serve"
+        elif name == "postgres":
+            kind = name
+        else:
+            continue
+        ticks[kind] += int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def print_cpu(before: Counter[str], after: Counter[str], seconds: float) -> None:
+    """Each kind's share of one core between the two readings: what bounds the rate."""
+    per_core = os.sysconf("SC_CLK_TCK") * seconds
+    shares = {kind: 100 * (after[kind] - before[kind]) / per_core for kind in after}
+    print(
+        "  CPU, % of one core: "
+        + ", ".join(f"{kind} {share:.0f}" for kind, share in sorted(shares.items()))
+        + f" (of {100 * (os.cpu_count() or 1)})"
+    )
+
+
+WRITER_COUNTS = (
+    "ledger_writer_batches",
+    "ledger_writer_batched_commands",
+    "ledger_writer_careful_commands",
+    "ledger_writer_fallbacks",
+    "ledger_writer_retries",
+)
+
+
+def writer_counts(base: str) -> dict[str, int]:
+    """The server's writer counts from /metrics (one worker's: the one that answered)."""
+    counts = dict.fromkeys(WRITER_COUNTS, 0)
+    for line in httpx.get(f"{base}/metrics", timeout=10).text.splitlines():
+        name, _, value = line.partition(" ")
+        name = name.removesuffix("_total")
+        if name in counts:
+            counts[name] = int(float(value))  # a count, printed by prometheus as 12.0
+    return counts
+
+
+def print_writer(before: dict[str, int], after: dict[str, int]) -> None:
+    """What the writer did during the writes: commands per transaction, and how many ran one
+    by one (each its own transaction) after a batch fell back."""
+    d = {name.removeprefix("ledger_writer_"): after[name] - before[name] for name in after}
+    per_batch = d["batched_commands"] / d["batches"] if d["batches"] else 0
+    print(
+        f"  writer: {d['batches']:,} batches of {per_batch:.1f} commands on average, "
+        f"{d['careful_commands']:,} commands one by one, {d['fallbacks']:,} fallbacks, "
+        f"{d['retries']:,} retries"
+    )
+
+
 def print_run(run: WrkRun, pgbench: float | None) -> None:
     ratio = run.ok_per_s / pgbench if pgbench else None
     statuses = " ".join(f"{s}:{n}" for s, n in sorted(run.statuses.items()))
@@ -255,15 +326,19 @@ def main() -> int:
             profiler = (
                 start_profile(base, args.seconds, work / "writes.pyspy") if args.profile else None
             )
+            writer_before, cpu_before = writer_counts(base), cpu_ticks()
             writes = run_wrk(
                 "writes", "wrk_redeem.lua", writes_data, base, args.seconds, args.connections
             )
+            writer_after, cpu_writes = writer_counts(base), (cpu_before, cpu_ticks())
             if profiler is not None:
                 profiler.wait(timeout=60)
             reads_data, head = read_data(work, base, data)
+            cpu_before = cpu_ticks()
             reads = run_wrk(
                 "reads", "wrk_read.lua", reads_data, base, args.seconds, args.connections
             )
+            cpu_reads = (cpu_before, cpu_ticks())
     finally:
         drop_database(url)
     server_5xx, joined, odd = server_problems(work / "server.log", log_bytes)
@@ -272,8 +347,11 @@ def main() -> int:
         f"\nwrk -t{WRK_THREADS} -c{args.connections} -d{args.seconds}s, {shape}, PostgreSQL; "
         f"reads after the writes at position {head}"
     )
-    for run in (writes, reads):
+    for run, cpu in ((writes, cpu_writes), (reads, cpu_reads)):
         print_run(run, pgbench)
+        print_cpu(*cpu, run.seconds)
+        if run is writes:
+            print_writer(writer_before, writer_after)
     if args.profile:
         print_profile(work / "writes.pyspy")
     problems = writes.problems() + reads.problems()

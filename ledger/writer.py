@@ -147,8 +147,14 @@ class _Batch:
 
 @dataclass
 class WriterStats:
+    """Counts since the writer started (/metrics shows them): ``batches`` stored and the
+    ``commands`` they held; ``careful`` commands run one by one (after a fallback or a failed
+    batch), each its own transaction; ``fallbacks``: batches given up for careful mode;
+    ``retries``: careful attempts that lost a race."""
+
     batches: int = 0
     commands: int = 0
+    careful: int = 0
     fallbacks: int = 0
     retries: int = 0
 
@@ -374,7 +380,7 @@ class Writer:
                 return
             self.cache.put_all(list(work.touched.values()))
             self._put_snapshots(self._snapshots_due(work, changed))
-            self.stats.commands += 1
+            self.stats.careful += 1
             job.set_result(Outcome(value, _last_position(made, positions)))
             return
         self._discard(work)

@@ -193,3 +193,20 @@ def test_health_and_metrics_report_how_far_the_views_are_behind(lagging_api: Api
     Projector(api.app.ledger, api.app.reader.store).catch_up()
     caught_up = api.client.simulate_get("/v1/health").json["projections"]
     assert caught_up["behind_events"] == 0 and caught_up["behind_ms"] == 0
+
+
+def test_metrics_count_what_the_writer_batched(api: Api) -> None:
+    """/metrics shows the writer's counts: commands per transaction is what group commit buys."""
+    open_worked_example(api)
+    redeem(api, issue(api))
+    stats = api.app.ledger.writer.stats
+    metrics = api.client.simulate_get("/metrics").text
+    for name, value in (
+        ("batches", stats.batches),
+        ("batched_commands", stats.commands),
+        ("careful_commands", stats.careful),
+        ("fallbacks", stats.fallbacks),
+        ("retries", stats.retries),
+    ):
+        assert f"ledger_writer_{name}_total {float(value)}" in metrics
+    assert stats.commands >= stats.batches > 0

@@ -49,6 +49,7 @@ def test_a_claim_made_by_another_process_is_refused_as_a_duplicate(
     attempt = first.recorder.select_notifications(before + 1, 10)
     assert [n.topic.split(":")[1].split(".")[0] for n in attempt] == ["RefusedRedemption"]
     assert first.writer.stats.fallbacks >= 1
+    assert first.writer.stats.careful >= 1  # the refusal was decided again on its own
 
 
 def test_a_stale_cached_voucher_is_reloaded_and_the_redemption_decided_again(
