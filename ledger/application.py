@@ -30,7 +30,7 @@ from ledger.errors import NotFound, Refused, ValidationError
 from ledger.events import replay
 from ledger.funding import LEVELS, FundingSource, Programme
 from ledger.guarantee import GuaranteeClaim, GuaranteePool
-from ledger.idempotency import Idempotency, run_idempotent
+from ledger.idempotency import Idempotency, IdempotencyRecord, run_idempotent
 from ledger.institution import KINDS, Institution
 from ledger.money import MAX_AMOUNT_FEN, check_bp, check_fen
 from ledger.payouts import KINDS as PAYABLE_KINDS
@@ -123,9 +123,10 @@ class VoucherLedger(Application[UUID]):
             max_batch=max_batch,
             sync_interval_ms=sync_interval_ms,
             watched_topics=_topics_of(Institution, Programme, FundingSource),
-            # A redemption's invoice claim is only ever asked whether it exists; its contract
-            # claim stays whole: a payout reads one for each line it pays.
-            kept_as_ids=(InvoiceClaim,),
+            # A redemption's invoice claim is only ever asked whether it exists, an idempotency
+            # record only read again when its request is retried; a contract claim stays
+            # whole: a payout reads one for each line it pays.
+            kept_as_ids=(InvoiceClaim, IdempotencyRecord),
         )
 
     def _read_repository(self) -> ReadRepository:

@@ -23,11 +23,13 @@ A = TypeVar("A", bound=Aggregate)
 class AggregateCache:
     """LRU map of aggregate id to the aggregate as the writer last left it.
 
-    Aggregates of the ``ids_only`` classes (the ledger passes invoice claims) are kept as their
-    id alone: all the writer asks of them is whether they exist, and one in memory costs about
-    830 bytes (12,000 redemptions kept 10 MB of contract and invoice claims), its id about 200;
-    a command that reads or changes one loads it from the store. Claims are never deleted, so
-    an id kept says the truth for as long as it is kept."""
+    Aggregates of the ``ids_only`` classes (the ledger passes invoice claims and idempotency
+    records) are kept as their id alone: almost all the writer asks of them is whether they
+    exist, and one in memory costs about 830 bytes (an idempotency record, with the answer it
+    replays, more), its id about 200 (12,000 redemptions kept 10 MB of contract and invoice
+    claims); a command that reads or changes one loads it from the store (``Work.find``: a
+    retried request's record, to replay its answer). Neither is ever deleted, so an id kept
+    says the truth for as long as it is kept."""
 
     def __init__(
         self, maxsize: int, ids_only: tuple[type[Aggregate], ...] = (), max_ids: int = 0
@@ -103,10 +105,13 @@ class Work:
         self._command_start: dict[UUID, int] = {}
 
     def find(self, cls: type[A], agg_id: UUID, *, ask_store: bool = True) -> A | None:
+        """The aggregate, from this work, the cache or (``ask_store``) the store; None if there
+        is none of ``cls``. One the cache keeps as its id alone is loaded from the store even
+        when ``ask_store`` is false: the id says it exists."""
         agg = self.touched.get(agg_id)
         if agg is None:
             agg = self.cache.get(agg_id)
-            if agg is None and ask_store:
+            if agg is None and (ask_store or self.cache.exists(cls, agg_id)):
                 try:
                     agg = self._load(agg_id)
                 except AggregateNotFoundError:

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from api.app import create_app
 from ledger.application import VoucherLedger
 from ledger.claims import ContractClaim
+from ledger.idempotency import IdempotencyRecord
 from ledger.settings import Settings
 from ledger.uscc import make_uscc
 from tests.api_support import (
@@ -92,6 +93,37 @@ def test_a_replayed_key_returns_the_first_response_and_changes_nothing(api: Api)
     assert (again.status_code, again.text) == (first.status_code, first.text)
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert api.log_length() == after_first
+
+
+def test_the_writer_keeps_a_keys_record_as_its_id_and_replays_it_from_the_store(
+    api: Api,
+) -> None:
+    """An idempotency record holds the answer it replays: the writer keeps only its id
+    (ledger/unit_of_work.py), and a retry loads the record from the store, without a
+    fallback to one command per transaction; a reused key is still refused."""
+    open_worked_example(api)
+    voucher_id = issue(api)
+    body = redemption_body(voucher_id)
+    first = api.post("/v1/redemptions", body, api.tokens["provider"], key="kept-as-id")
+    assert first.status_code == 201
+    writer = api.app.ledger.writer
+    principal = api.app.ledger.principal_for_token(api.tokens["provider"])
+    assert principal is not None
+    record = IdempotencyRecord.create_id(str(principal.id), "kept-as-id")
+    assert writer.cache.get(record) is None
+    assert writer.cache.exists(IdempotencyRecord, record)
+    fallbacks, after_first = writer.stats.fallbacks, api.log_length()
+
+    again = api.post("/v1/redemptions", body, api.tokens["provider"], key="kept-as-id")
+
+    assert (again.status_code, again.text) == (first.status_code, first.text)
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert writer.stats.fallbacks == fallbacks
+    assert api.log_length() == after_first
+    other = redemption_body(voucher_id, "C-2")
+    reused = api.post("/v1/redemptions", other, api.tokens["provider"], key="kept-as-id")
+    assert reused.json["type"].endswith("/idempotency-key-reused")
+    assert writer.stats.fallbacks == fallbacks
 
 
 def test_a_key_reused_with_another_body_is_refused(api: Api) -> None:
