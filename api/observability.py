@@ -114,6 +114,16 @@ class ProjectionLag(Collector):
             yield GaugeMetricFamily(name, doc, value=value)
 
 
+# The writer's counts on /metrics: (metric name, help, ``WriterStats`` field).
+WRITER_COUNTS = (
+    ("ledger_writer_batches", "Batches stored, each one transaction", "batches"),
+    ("ledger_writer_batched_commands", "Commands stored in batches", "commands"),
+    ("ledger_writer_careful_commands", "Commands run one by one", "careful"),
+    ("ledger_writer_fallbacks", "Batches given up for one by one", "fallbacks"),
+    ("ledger_writer_retries", "One-by-one attempts that lost a race", "retries"),
+)
+
+
 class WriterCounts(Collector):
     """What this process's group-commit writer did (ledger/writer.py ``WriterStats``): how
     many commands each transaction carries, and how often a batch fell back to one command per
@@ -124,14 +134,8 @@ class WriterCounts(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         stats = self.reader.ledger.writer.stats
-        for name, doc, value in (
-            ("ledger_writer_batches", "Batches stored, each one transaction", stats.batches),
-            ("ledger_writer_batched_commands", "Commands stored in batches", stats.commands),
-            ("ledger_writer_careful_commands", "Commands run one by one", stats.careful),
-            ("ledger_writer_fallbacks", "Batches given up for one by one", stats.fallbacks),
-            ("ledger_writer_retries", "One-by-one attempts that lost a race", stats.retries),
-        ):
-            yield CounterMetricFamily(name, doc, value=value)
+        for name, doc, field in WRITER_COUNTS:
+            yield CounterMetricFamily(name, doc, value=getattr(stats, field))
 
 
 class Metrics:

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from api.observability import WRITER_COUNTS
 from benchmarks.common import drop_database, fresh_database_url
 from benchmarks.http import seeded_server, server_problems
 from benchmarks.redeem import pgbench_tps
@@ -249,18 +250,9 @@ def print_cpu(before: Counter[str], after: Counter[str], seconds: float) -> None
     )
 
 
-WRITER_COUNTS = (
-    "ledger_writer_batches",
-    "ledger_writer_batched_commands",
-    "ledger_writer_careful_commands",
-    "ledger_writer_fallbacks",
-    "ledger_writer_retries",
-)
-
-
 def writer_counts(base: str) -> dict[str, int]:
     """The server's writer counts from /metrics (one worker's: the one that answered)."""
-    counts = dict.fromkeys(WRITER_COUNTS, 0)
+    counts = dict.fromkeys((name for name, _, _ in WRITER_COUNTS), 0)
     for line in httpx.get(f"{base}/metrics", timeout=10).text.splitlines():
         name, _, value = line.partition(" ")
         name = name.removesuffix("_total")

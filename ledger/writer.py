@@ -74,8 +74,9 @@ RECONNECT_WAIT_S = 0.5
 # kept as ids). The hot ones (sources, caps, programmes, institutions, vouchers in use) are
 # far fewer; the rest are contract claims and new vouchers, about 0.8-1 KB each. At 200,000
 # the serve process grew through a whole 10-minute soak (321 -> 545 MB at 92 redemptions and
-# 70 new vouchers a second); at 50,000 the cache is full within minutes, and an aggregate out
-# of it costs one read of the store when a command needs it again.
+# 70 new vouchers a second); at 50,000 the cache is full within minutes (the process still
+# grows: README, the soak), and an aggregate out of it costs one read of the store when a
+# command needs it again.
 CACHE_AGGREGATES = 50_000
 # What the store raises when it cannot be reached or cannot take writes (the recorders turn the
 # driver's errors into these): every other command of the batch would meet it too.

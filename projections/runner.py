@@ -25,8 +25,9 @@ PAGE_SIZE = 2000
 # Rows the views' follower keeps between pages; past this many it forgets them all (the hot
 # ones, a few hundred sources, vouchers and year counters, are read again at once). A
 # redemption adds about nine rows, 3.5 KB in all (tracemalloc): at 200,000 the follower grew
-# for 22,000 redemptions, through the whole of a 10-minute soak (+29.5% RSS); at 50,000 it
-# stops growing after about 5,500, and a forgotten cache costs one read per hot row.
+# for 22,000 redemptions, through the whole of a 10-minute soak (+29.5% RSS); at 50,000 the
+# cache is full after about 5,500 (the follower still grew 9-18% in later soaks: README), and a
+# forgotten cache costs one read per hot row.
 MAX_CACHED_ROWS = 50_000
 IDLE_POLL_S = 0.02
 # After a failed step (the database away, mostly) the projector pauses, from the first to the
