@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,13 @@ def run_wrk(
         "wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
         "-s", str(HERE / script), base,
     ]  # fmt: skip
-    env = {**os.environ, "LEDGER_WRK_DATA": str(data), "LEDGER_WRK_COMMON": str(COMMON_LUA)}
+    env = {
+        **os.environ,
+        "LEDGER_WRK_DATA": str(data),
+        "LEDGER_WRK_COMMON": str(COMMON_LUA),
+        # Each run's own: claim numbers of two runs within one second must not meet.
+        "LEDGER_WRK_RUN": uuid.uuid4().hex[:12],
+    }
     out = subprocess.run(
         command, env=env, capture_output=True, text=True, check=True, timeout=seconds + 60
     ).stdout
