@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from api import memory_probe
 from api.parent import die_with_parent
 from audit import report_render
 from audit.service import Auditor
@@ -75,6 +76,7 @@ def cmd_project(app: VoucherLedger, args: argparse.Namespace) -> int:
     catch up, then exit). ``--only`` follows one of them: ``serve`` runs one process for each,
     so that either can die and be started again while the other goes on."""
     die_with_parent()
+    memory_probe.install()
     store = open_views(app.settings)
     projector = Projector(app, store, page_size=args.page_size)
     auditor = Auditor(app, store, embedded=False)

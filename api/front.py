@@ -51,6 +51,7 @@ from urllib.parse import unquote_to_bytes
 import httptools
 import uvicorn
 
+from api import memory_probe
 from api.problems import PROBLEM_TYPE, problem_body
 
 MAX_REQUEST_LINE_BYTES = 8 * 1024  # method, target and version, without CRLF; more is 414
@@ -803,6 +804,7 @@ async def lifespan(scope: Any, receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            memory_probe.install()  # on the loop's thread: the main one, where signals go
             try:
                 _FRONT = await loop.run_in_executor(None, _open_front)
             except Exception as exc:

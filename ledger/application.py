@@ -76,7 +76,7 @@ TOKEN_BYTES = 32
 MAX_STREAM_SCAN = 1_000_000
 NOTIFICATION_PAGE = 1000
 MAX_PAYOUT_CANDIDATES = 10_000
-READ_CACHE_AGGREGATES = 10_000  # aggregates kept for reads, least recently read out first
+READ_CACHE_AGGREGATES = 2_000  # aggregates kept for reads, least recently read out first
 MAX_TERM_MONTHS = 600
 MAX_STATEMENT_LINES = 250_000
 
@@ -125,7 +125,9 @@ class VoucherLedger(Application[UUID]):
             watched_topics=_topics_of(Institution, Programme, FundingSource),
             # A redemption's invoice claim is only ever asked whether it exists, an idempotency
             # record only read again when its request is retried; a contract claim stays
-            # whole: a payout reads one for each line it pays.
+            # whole: a payout reads one for each line it pays (keeping contract claims, payable
+            # lines and payouts as ids too, loaded in bulk by Work.prefetch, did not change the
+            # soak's slope, +22.5%, and made a 10,000-payout statement import 2x slower).
             kept_as_ids=(InvoiceClaim, IdempotencyRecord),
         )
 

@@ -25,7 +25,7 @@ def uuid5(name: str) -> UUID:
     return value
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=8_192)
 def named_id(kind: str, *parts: str | int) -> UUID:
     return uuid5("/".join([kind, *map(str, parts)]))
 

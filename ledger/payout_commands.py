@@ -67,7 +67,12 @@ def create_payout(work: Work, c: CreatePayout) -> PayoutView:
     work.get(Institution, Institution.create_id(c.payee_id), f"payee {c.payee_id}")
     work.get(FundingSource, FundingSource.create_id(c.source_id), f"funding source {c.source_id}")
     taken: list[tuple[UUID, str, int, PayableLine | None]] = []
-    for origin_id, kind in c.candidates[:MAX_LINES]:
+    candidates = c.candidates[:MAX_LINES]
+    work.prefetch(
+        [origin_id for origin_id, _ in candidates]
+        + [PayableLine.create_id(o, kind, c.source_id) for o, kind in candidates]
+    )
+    for origin_id, kind in candidates:
         amount_fen = owed_fen(work, origin_id, kind, c.source_id, c.payee_id)
         line = work.find(PayableLine, PayableLine.create_id(origin_id, kind, c.source_id))
         if amount_fen > 0 and (line is None or line.free):
@@ -109,6 +114,7 @@ def approve_payout(work: Work, c: ApprovePayout) -> PayoutView:
     payee.check_payable()
     if not payee.bank_account:
         raise ValidationError(f"payee {payout.payee_id} has no bank account to pay into")
+    work.prefetch([UUID(line["origin_id"]) for line in payout.lines])
     for line in payout.lines:
         owed = owed_fen(work, UUID(line["origin_id"]), line["kind"], payout.source_id, payee.uscc)
         if owed != line["amount_fen"]:
@@ -161,6 +167,7 @@ def return_payout_in(
 
 
 def _lines_of(work: Work, payout: Payout) -> list[PayableLine]:
+    work.prefetch(list(payout.line_ids()))
     return [work.get(PayableLine, line_id, "payable line") for line_id in payout.line_ids()]
 
 
