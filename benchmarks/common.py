@@ -16,6 +16,7 @@ import psycopg
 from ledger.application import VoucherLedger
 from ledger.settings import Settings
 from ledger.uscc import make_uscc
+from ledger.views import RedemptionView
 
 TODAY = dt.date(2026, 4, 1)
 BIG_FEN = 10**14
@@ -104,9 +105,9 @@ def load(url: str, *, vouchers: int, enterprises: int = 50, providers: int = 20)
 
 def redeem_one(
     app: VoucherLedger, vouchers: list[uuid.UUID], providers: list[str], n: int, prefix: str = ""
-) -> None:
+) -> RedemptionView:
     """The ``n``th benchmark redemption: a fresh contract and invoice, a small amount."""
-    app.redeem(
+    redeemed, _ = app.redeem(
         voucher_id=vouchers[n % len(vouchers)],
         provider_id=providers[n % len(providers)],
         contract_no=f"C{prefix}{n}",
@@ -116,6 +117,7 @@ def redeem_one(
         service_date="2026-04-01",
         actor="bench",
     )
+    return redeemed
 
 
 def postgres_url() -> str:

@@ -19,6 +19,7 @@ from benchmarks.common import (
     fresh_database_url,
     load,
     postgres_url,
+    redeem_one,
 )
 from ledger.application import VoucherLedger
 from ledger.settings import Settings
@@ -33,20 +34,8 @@ def main() -> None:
         loaded = load(url, vouchers=20, providers=1)
         payee = loaded.providers[0]
         candidates = [
-            (redeemed.id, "subsidy")
-            for redeemed, _ in (
-                loaded.app.redeem(
-                    voucher_id=loaded.vouchers[n % len(loaded.vouchers)],
-                    provider_id=payee,
-                    contract_no=f"PAY-{n}",
-                    invoice_no=f"PAY-INV-{n}",
-                    service_category="testing",
-                    contract_amount_fen=1000 + n % 997,
-                    service_date="2026-04-01",
-                    actor="bench",
-                )
-                for n in range(args.lines)
-            )
+            (redeem_one(loaded.app, loaded.vouchers, [payee], n, "PAY-").id, "subsidy")
+            for n in range(args.lines)
         ]
         loaded.app.change_payment_details(
             payee, bank_account="6222000011112222", contact=None, reason="bench", actor="bench"
