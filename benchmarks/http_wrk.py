@@ -13,8 +13,9 @@ the writes at their position). wrk's client costs little CPU, so the figure is t
 it shares the machine's cores with the server, its projector and PostgreSQL, as users would.
 
 ``--profile`` records the server's processes with py-spy (``pip install -e '.[profile]'``)
-while wrk writes, the interpreter lock held only (``--gil``), and prints the share of samples
-per thread and the functions most often on the stack: where a redemption's time goes.
+while wrk writes and while it reads, the interpreter lock held only (``--gil``), and prints
+the share of samples per thread, the functions most often on the stack and those most often
+at its top (their own time): where a request's time goes.
 
 Prints each rate with p50/p99, its status counts and its ratio to pgbench, the CPU each kind of
 process used meanwhile (serve, each follower, PostgreSQL: which one bounds the rate), what the
@@ -148,24 +149,30 @@ def start_profile(base: str, seconds: int, out: Path) -> subprocess.Popen[bytes]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def print_profile(raw: Path, top: int = 25) -> None:
+def print_profile(raw: Path, run: str, top: int = 25) -> None:
     """Samples per thread, then the functions on the stack of most samples (inclusive)."""
     threads: Counter[str] = Counter()
     functions: Counter[str] = Counter()
+    own: Counter[str] = Counter()
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames, n = stack.split(";"), int(count)
         thread = next((f for f in frames if f.startswith("thread ")), frames[0])
         threads[thread] += n
-        seen = {f.split(":")[0] for f in frames if not f.startswith(("process ", "thread "))}
-        for function in seen:
+        code = [f.split(":")[0] for f in frames if not f.startswith(("process ", "thread "))]
+        for function in set(code):
             functions[function] += n
+        if code:
+            own[code[-1]] += n
     total = sum(threads.values()) or 1
-    print(f"\nprofile of the writes (py-spy --gil, {total:,} samples, 100 a second a thread):")
+    print(f"\nprofile of the {run} (py-spy --gil, {total:,} samples, 100 a second a thread):")
     for thread, n in threads.most_common(8):
         print(f"  {100 * n / total:5.1f}%  {thread}")
     print("  functions on the stack (inclusive):")
     for function, n in functions.most_common(top):
+        print(f"  {100 * n / total:5.1f}%  {function}")
+    print("  functions at the top of the stack (their own time):")
+    for function, n in own.most_common(top):
         print(f"  {100 * n / total:5.1f}%  {function}")
 
 
@@ -300,7 +307,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3, help="seconds of writes not counted")
     parser.add_argument("--workers", type=int, default=None, help="passed to serve")
     parser.add_argument("--threads", type=int, default=None, help="passed to serve")
-    parser.add_argument("--profile", action="store_true", help="py-spy the writes")
+    parser.add_argument("--profile", action="store_true", help="py-spy the writes and the reads")
     args = parser.parse_args()
     base_url = os.environ.get("DATABASE_URL", "")
     if not urlsplit(base_url).scheme.startswith("postgres"):
@@ -333,11 +340,16 @@ def main() -> int:
             if profiler is not None:
                 profiler.wait(timeout=60)
             reads_data, head = read_data(work, base, data)
+            profiler = (
+                start_profile(base, args.seconds, work / "reads.pyspy") if args.profile else None
+            )
             cpu_before = cpu_ticks()
             reads = run_wrk(
                 "reads", "wrk_read.lua", reads_data, base, args.seconds, args.connections
             )
             cpu_reads = (cpu_before, cpu_ticks())
+            if profiler is not None:
+                profiler.wait(timeout=60)
     finally:
         drop_database(url)
     server_5xx, joined, odd = server_problems(work / "server.log", log_bytes)
@@ -352,7 +364,8 @@ def main() -> int:
         if run is writes:
             print_writer(writer_before, writer_after)
     if args.profile:
-        print_profile(work / "writes.pyspy")
+        print_profile(work / "writes.pyspy", "writes")
+        print_profile(work / "reads.pyspy", "reads")
     problems = writes.problems() + reads.problems()
     if server_5xx:
         problems.append(f"server log: {server_5xx} answers 5xx")
